@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when missing and
+# installs refnet (editable) with the extras it needs; a stamp file re-runs the install when
+# setup.cfg changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-cpu test-cuda-sim bench bench-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.stamp-demo: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	touch $@
+
+$(VENV)/.stamp-test: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
+	touch $@
+
+demo: $(VENV)/.stamp-demo
+	$(BIN)/refnet demo
+
+# The CUDA kernels run under Numba's CUDA simulator in a second pytest process: the simulator
+# must be switched on before numba is first imported.
+test: test-cpu test-cuda-sim
+
+test-cpu: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest tests --ignore=tests/cuda $(PYTEST_ARGS)
+
+test-cuda-sim: $(VENV)/.stamp-test
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests/cuda $(PYTEST_ARGS)
+
+bench-deps: $(VENV)/.stamp-test
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+
+bench: $(VENV)/.stamp-test
+	$(BIN)/refnet bench --device cpu
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

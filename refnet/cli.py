@@ -1,0 +1,61 @@
+"""The `refnet` command: one entry point, one module per subcommand.
+
+Each subcommand module defines `add_arguments(parser)` and `run(args) -> int`, and keeps heavy
+imports (numba, h5py, torch) inside `run`, so that `refnet --help` answers at once.
+"""
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "summary": ("refnet.summary", "print AlexNet's per-layer table: output shapes, parameters, multiply-adds"),
+    "convert": ("data_tools.convert", "convert an ImageNet-style image folder into HDF5 shards"),
+    "inspect": ("data_tools.inspect", "describe (and verify) a converted dataset; contact sheet PNG"),
+    "train": ("refnet.train", "train AlexNet on converted shards with the paper's recipe"),
+    "eval": ("refnet.evaluate", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
+    "predict": ("refnet.predict", "top-5 classes of image files with a checkpoint"),
+    "plot": ("refnet.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
+    "demo": ("refnet.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
+    "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refnet",
+        description="refnet: a hand-written Numba reference implementation of AlexNet (Krizhevsky et al., 2012).",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"refnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue  # subcommand not part of this installation
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Shared pytest setup: `tests/` on sys.path so tests can import `refs.*`, `gradcheck`, `poison`."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
