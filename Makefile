@@ -17,7 +17,7 @@ $(VENV)/.stamp-demo: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,mpi]'
 	touch $@
 
 demo: $(VENV)/.stamp-demo
