@@ -1,0 +1,215 @@
+"""ShardDataset: a converted split's HDF5 shards read back as the paper's augmented batches.
+
+Shard format (issue 3, written by `refnet convert`): OUT/<split>-NNNNN.h5 holds `images` uint8
+(n, S, S, 3) with one image per chunk, `labels` int32 (n,), `paths` utf-8, and attributes
+`format_version`, `split`, `image_size`; OUT/stats.h5 holds the train split's `mean_image` float32
+(S, S, 3) and the RGB covariance's `eigval` (3,) / `eigvec` (3, 3) (column e pairs with eigval[e]),
+in 0-255 units. Images are numbered 0..len-1 across the shards in manifest order.
+
+Batches, x float32 C-contiguous NCHW in 0-255 units minus the mean image (no division):
+  train=True   a random crop x crop window, a random horizontal flip (p = 0.5) and PCA colour noise
+               (alpha ~ N(0, 0.1) per image and eigen-direction; every pixel gets
+               sum_e alpha_e * eigval_e * eigvec[:, e]); mean image subtracted at the crop's source
+               position before the flip (see refnet/data/augment.py). Images in a new random order
+               every epoch.
+  train=False  the centre crop; with ten_crop=True x is (B, 10, 3, crop, crop) with the crops in the
+               order top-left, top-right, bottom-left, bottom-right, centre, then the same five
+               mirrored. Natural order, no randomness.
+Randomness (permutation, offsets, flips, alphas) is drawn on the host from numpy Generators seeded
+by (seed, epoch) and (seed, epoch, batch number), so a batch depends on nothing else: not on
+prefetching, threads or which batches were read before.
+
+h5py file handles are opened lazily in the process that reads and reopened after a fork.
+"""
+
+import os
+
+import h5py
+import numpy as np
+
+from ..ops._checks import check_positive_int
+from .augment import augment_crops
+from .manifest import FORMAT_VERSION, load_manifest, load_stats, split_entry, verify_checksums
+from .prefetch import prefetch
+
+PCA_NOISE_STD = 0.1  # the paper's standard deviation of the colour-noise coefficients alpha
+_PERMUTATION_STREAM, _BATCH_STREAM = 0, 1  # keep the permutation's and the batches' seeds apart
+
+
+class ShardDataset:
+    """One split of a converted dataset: `len(ds)` images, `ds.classes`, `ds.image_size`, `ds.stats`.
+
+    verify=True checks every shard's sha256 against the manifest (once per shard file version, see
+    refnet/data/manifest.py); False skips it. Structure (attributes, shapes, label range) is always
+    checked when the dataset is opened.
+    """
+
+    def __init__(self, root, split, *, verify=True):
+        self.root = os.fspath(root)
+        self.split = split
+        manifest = load_manifest(self.root)
+        entry = split_entry(manifest, split, self.root)
+        self.classes = list(manifest["classes"])
+        self.image_size = int(manifest["image_size"])
+        self.shard_paths = [os.path.join(self.root, shard["file"]) for shard in entry["shards"]]
+        for path in self.shard_paths:
+            if not os.path.isfile(path):
+                raise ValueError(f"split {split!r}: shard {path!r} listed in the manifest is missing")
+        if verify:
+            verify_checksums(zip(self.shard_paths, (shard["sha256"] for shard in entry["shards"])))
+        counts = [int(shard["count"]) for shard in entry["shards"]]
+        if sum(counts) != int(entry.get("count", sum(counts))):
+            raise ValueError(f"manifest: split {split!r} count {entry['count']} != sum of its shard counts {sum(counts)}")
+        self.labels = np.concatenate([self._check_shard(p, n) for p, n in zip(self.shard_paths, counts)] or [np.empty(0, np.int32)])
+        # shard s holds images starts[s] .. starts[s + 1] - 1
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.stats = load_stats(self.root, self.image_size)
+        self._files, self._pid = {}, os.getpid()
+
+    def _check_shard(self, path, count):
+        size = self.image_size
+        with h5py.File(path, "r") as f:
+            attrs = {key: f.attrs.get(key) for key in ("format_version", "split", "image_size")}
+            if attrs["format_version"] != FORMAT_VERSION:
+                raise ValueError(f"{path}: format_version {attrs['format_version']!r} is unknown, this reader reads {FORMAT_VERSION}")
+            if attrs["split"] != self.split or attrs["image_size"] != size:
+                raise ValueError(f"{path}: attributes split={attrs['split']!r} image_size={attrs['image_size']!r}, manifest says {self.split!r} {size}")
+            images, labels = f.get("images"), f.get("labels")
+            if images is None or images.shape != (count, size, size, 3) or images.dtype != np.uint8:
+                got = None if images is None else (images.shape, str(images.dtype))
+                raise ValueError(f"{path}: images expected uint8 {(count, size, size, 3)}, got {got}")
+            if labels is None or labels.shape != (count,):
+                raise ValueError(f"{path}: labels expected shape {(count,)}, got {None if labels is None else labels.shape}")
+            values = labels[()].astype(np.int32)
+        bad = (values < 0) | (values >= len(self.classes))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: label {values[first]} of image {first} is out of range [0, {len(self.classes)})")
+        return values
+
+    def __len__(self):
+        return int(self.starts[-1])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_files"] = {}  # h5py handles never cross a process boundary
+        return state
+
+    def _images(self, shard):
+        if self._pid != os.getpid():  # forked: the parent's handles belong to the parent
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(shard)
+        if f is None:
+            f = self._files[shard] = h5py.File(self.shard_paths[shard], "r")
+        return f["images"]
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def _read_sorted(self, out, indices):
+        """Read images `indices` (sorted, increasing) into out[0..len-1], one h5py read per consecutive run."""
+        shards = np.searchsorted(self.starts, indices, side="right") - 1
+        run_start = 0
+        for k in range(1, len(indices) + 1):
+            if k < len(indices) and shards[k] == shards[k - 1] and indices[k] == indices[k - 1] + 1:
+                continue
+            shard = int(shards[run_start])
+            first = int(indices[run_start] - self.starts[shard])
+            length = k - run_start
+            self._images(shard).read_direct(out, np.s_[first : first + length], np.s_[run_start:k])
+            run_start = k
+
+    def read(self, indices):
+        """Stored uint8 images (n, S, S, 3) for the given image numbers, in the given order."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise ValueError(f"indices: expected image numbers in [0, {len(self)}), got {indices.min()}..{indices.max()}")
+        stored, row_of = self._load(indices)
+        return stored[row_of]
+
+    # ---- batches -----------------------------------------------------------------------------
+
+    def epoch_order(self, *, train, seed=0, epoch=0):
+        """The image numbers of one epoch in batch order: a fresh permutation per (seed, epoch) when training."""
+        if not train:
+            return np.arange(len(self), dtype=np.int64)
+        return np.random.default_rng([seed, epoch, _PERMUTATION_STREAM]).permutation(len(self))
+
+    def batches(self, batch_size, *, train, crop=227, seed=0, epoch=0, ten_crop=False, drop_last=False, prefetch_depth=2):
+        """Yield (x, labels) for one epoch; see the module docstring for what x holds."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        crop = check_positive_int("crop", crop)
+        seed = check_positive_int("seed", seed, minimum=0)
+        epoch = check_positive_int("epoch", epoch, minimum=0)
+        prefetch_depth = check_positive_int("prefetch_depth", prefetch_depth)
+        if crop > self.image_size:
+            raise ValueError(f"crop: expected at most the stored image size {self.image_size}, got {crop}")
+        if ten_crop and train:
+            raise ValueError("ten_crop: only for evaluation (train=False)")
+        order = self.epoch_order(train=train, seed=seed, epoch=epoch)
+        stop = len(order) - len(order) % batch_size if drop_last else len(order)
+        plan = (
+            (number, order[start : start + batch_size])
+            for number, start in enumerate(range(0, stop, batch_size))
+        )
+        make = self._train_batch if train else self._eval_batch
+        return prefetch((make(indices, crop, seed, epoch, number, ten_crop) for number, indices in plan), prefetch_depth)
+
+    def _load(self, indices):
+        """Stored images in sorted order, and for each position of `indices` its row in them."""
+        order = np.argsort(indices, kind="stable")
+        size = self.image_size
+        stored = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+        self._read_sorted(stored, indices[order])
+        row_of = np.empty(len(indices), dtype=np.int64)
+        row_of[order] = np.arange(len(indices))
+        return stored, row_of
+
+    def _train_batch(self, indices, crop, seed, epoch, number, _ten_crop):
+        stored, row_of = self._load(indices)
+        n, room = len(indices), self.image_size - crop + 1
+        rng = np.random.default_rng([seed, epoch, _BATCH_STREAM, number])
+        top = rng.integers(0, room, size=n, dtype=np.int64)
+        left = rng.integers(0, room, size=n, dtype=np.int64)
+        flip = rng.integers(0, 2, size=n, dtype=np.uint8)
+        alpha = rng.normal(0.0, PCA_NOISE_STD, size=(n, 3)).astype(np.float32)
+        x = np.empty((n, 3, crop, crop), dtype=np.float32)
+        self._run_kernel(x, stored, row_of, top, left, flip, alpha)
+        return x, self.labels[indices]
+
+    def _eval_batch(self, indices, crop, _seed, _epoch, _number, ten_crop):
+        stored, row_of = self._load(indices)
+        n, views = len(indices), (10 if ten_crop else 1)
+        top, left, flip = crop_windows(self.image_size, crop, ten_crop)
+        x = np.empty((n * views, 3, crop, crop), dtype=np.float32)
+        self._run_kernel(
+            x,
+            stored,
+            np.repeat(row_of, views),
+            np.tile(top, n),
+            np.tile(left, n),
+            np.tile(flip, n),
+            np.zeros((n * views, 3), dtype=np.float32),
+        )
+        if ten_crop:
+            x = x.reshape(n, views, 3, crop, crop)
+        return x, self.labels[indices]
+
+    def _run_kernel(self, x, stored, source, top, left, flip, alpha):
+        stats = self.stats
+        augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], stats["eigval"], stats["eigvec"])
+
+
+def crop_windows(image_size, crop, ten_crop):
+    """(top, left, flip) of the centre crop, or of the ten crops in their documented order."""
+    far, centre = image_size - crop, (image_size - crop) // 2
+    if not ten_crop:
+        return np.array([centre], dtype=np.int64), np.array([centre], dtype=np.int64), np.zeros(1, dtype=np.uint8)
+    top = np.array([0, 0, far, far, centre] * 2, dtype=np.int64)
+    left = np.array([0, far, 0, far, centre] * 2, dtype=np.int64)
+    flip = np.array([0] * 5 + [1] * 5, dtype=np.uint8)
+    return top, left, flip
