@@ -1,0 +1,58 @@
+"""Print AlexNet's per-layer table: output shapes, parameters and multiply-adds, with totals.
+
+The table comes from the layer specs alone: nothing is allocated and no kernel is compiled, so
+`refnet summary` answers at once for any variant and input size.
+"""
+
+
+def _shape_text(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def format_summary(layers, variant, input_size):
+    """The table of `layers` (as built by refnet.model.build_layers) as one string."""
+    rows = [("layer", "operation", "output (CxHxW)", "parameters", "multiply-adds")]
+    for layer in layers:
+        params = f"{layer.param_count:,}" if layer.has_params else "-"
+        madds = f"{layer.multiply_adds:,}" if layer.has_params else "-"
+        rows.append((layer.name, layer.describe(), _shape_text(layer.out_shape), params, madds))
+    total_params = sum(layer.param_count for layer in layers)
+    total_madds = sum(layer.multiply_adds for layer in layers)
+    rows.append(("total", "", "", f"{total_params:,}", f"{total_madds:,}"))
+
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    aligns = ("<", "<", "<", ">", ">")
+
+    def line(row):
+        return "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, aligns, widths)).rstrip()
+
+    rule = "-" * len(line(rows[0]))
+    classes = layers[-1].out_shape[0]
+    header = f"AlexNet, variant {variant}: input 3x{input_size}x{input_size}, {classes} classes"
+    body = [header, line(rows[0]), rule, *(line(row) for row in rows[1:-1]), rule, line(rows[-1])]
+    body.append(f"parameters: {total_params:,}")
+    body.append(f"multiply-adds per image (forward): {total_madds:,}")
+    return "\n".join(body)
+
+
+def add_arguments(parser):
+    parser.add_argument("--variant", choices=("seed", "paper"), default="seed",
+                        help="seed: one group everywhere; paper: groups=2 in conv2, conv4, conv5 (default: seed)")  # fmt: skip
+    parser.add_argument("--input-size", type=int, default=227, metavar="N",
+                        help="input image side in pixels, at least 67 (default: 227)")  # fmt: skip
+    parser.add_argument("--num-classes", type=int, default=1000, metavar="N",
+                        help="number of output classes (default: 1000)")  # fmt: skip
+
+
+def run(args) -> int:
+    import sys
+
+    from .model import build_layers
+
+    try:
+        layers = build_layers(args.variant, args.num_classes, args.input_size, dropout=0.5)
+    except ValueError as exc:
+        print(f"refnet summary: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(layers, args.variant, args.input_size))
+    return 0
