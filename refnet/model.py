@@ -405,7 +405,13 @@ class AlexNet:
 
     # ------------------------------------------------------------------ compute
     def _check_batch(self, x):
-        check_array("x", x, ndim=4, shape=(None, *self.layers[0].in_shape))
+        check_array("x", x, ndim=4)
+        expected = self.layers[0].in_shape
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"x: expected shape (N, {', '.join(map(str, expected))}) (NCHW images of input_size "
+                f"{self.input_size}), got {tuple(x.shape)}"
+            )
         n = int(x.shape[0])
         if n < 1:
             raise ValueError("x: expected a batch of at least one image, got 0")

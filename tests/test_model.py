@@ -1,0 +1,233 @@
+"""refnet.AlexNet: the graph's shapes and parameter layout, init, state, validation, and the forward /
+backward passes against an independent float64 numpy forward at the smallest input (67, batch 2,
+10 classes)."""
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+import refnet
+from refnet.model import LRN_ALPHA, LRN_BETA, LRN_K, build_layers, dropout_seed
+
+SMALL = dict(num_classes=10, input_size=67)
+BATCH = 2
+
+PARAM_NAMES = [f"{layer}.{kind}" for layer in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+               for kind in ("weight", "bias")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    return refnet.AlexNet(**SMALL, seed=7)
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(2012)
+    x = rng.standard_normal((BATCH, 3, 67, 67), dtype=np.float32)
+    labels = np.array([3, 8], dtype=np.int32)
+    return x, labels
+
+
+# ---------------------------------------------------------------- graph, layout, init
+
+
+@pytest.mark.parametrize("variant, count", [("seed", 62_378_344), ("paper", 60_965_224)])
+def test_param_count_of_the_full_network(variant, count):
+    net = refnet.AlexNet(variant=variant)
+    assert net.param_count() == count
+    assert net.flat_params.size == net.flat_grads.size == net.flat_momentum.size == count
+
+
+def test_layers_and_output_shapes_at_227():
+    layers = build_layers()
+    shapes = {layer.name: layer.out_shape for layer in layers}
+    assert [layer.name for layer in layers] == [
+        "conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3", "conv4", "relu4",
+        "conv5", "relu5", "pool5", "fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8",
+    ]  # fmt: skip
+    assert shapes == {
+        "conv1": (96, 55, 55), "relu1": (96, 55, 55), "pool1": (96, 27, 27), "norm1": (96, 27, 27),
+        "conv2": (256, 27, 27), "relu2": (256, 27, 27), "pool2": (256, 13, 13), "norm2": (256, 13, 13),
+        "conv3": (384, 13, 13), "relu3": (384, 13, 13), "conv4": (384, 13, 13), "relu4": (384, 13, 13),
+        "conv5": (256, 13, 13), "relu5": (256, 13, 13), "pool5": (256, 6, 6),
+        "fc6": (4096,), "relu6": (4096,), "drop6": (4096,), "fc7": (4096,), "relu7": (4096,), "drop7": (4096,),
+        "fc8": (1000,),
+    }  # fmt: skip
+    fc6 = layers[15]
+    assert fc6.in_shape == (256 * 6 * 6,) and fc6.weight_shape == (4096, 9216)
+
+
+def test_layer_hyperparameters_are_the_papers():
+    by_name = {layer.name: layer for layer in build_layers(variant="paper")}
+    conv = {n: (by_name[n].size, by_name[n].stride, by_name[n].pad, by_name[n].groups) for n in
+            ("conv1", "conv2", "conv3", "conv4", "conv5")}  # fmt: skip
+    assert conv == {"conv1": (11, 4, 0, 1), "conv2": (5, 1, 2, 2), "conv3": (3, 1, 1, 1),
+                    "conv4": (3, 1, 1, 2), "conv5": (3, 1, 1, 2)}  # fmt: skip
+    assert by_name["conv2"].weight_shape == (256, 48, 5, 5)
+    assert all(by_name[n].size == 3 and by_name[n].stride == 2 for n in ("pool1", "pool2", "pool5"))
+    assert (by_name["norm1"].size, LRN_ALPHA, LRN_BETA, LRN_K) == (5, 1e-4, 0.75, 2.0)
+    assert by_name["drop6"].p == by_name["drop7"].p == 0.5
+
+
+def test_shapes_at_the_smallest_input(small_net):
+    shapes = {layer.name: layer.out_shape for layer in small_net.layers}
+    assert shapes["conv1"] == (96, 15, 15) and shapes["pool1"] == (96, 7, 7)
+    assert shapes["conv2"] == (256, 7, 7) and shapes["pool2"] == (256, 3, 3)
+    assert shapes["conv5"] == (256, 3, 3) and shapes["pool5"] == (256, 1, 1)
+    assert shapes["fc8"] == (10,)
+    assert {name: p.shape for name, p in small_net.params.items()}["fc6.weight"] == (4096, 256)
+
+
+def test_dropout_zero_removes_the_dropout_layers():
+    names = [layer.name for layer in build_layers(dropout=0.0)]
+    assert "drop6" not in names and "drop7" not in names and len(names) == 20
+
+
+def test_params_and_grads_are_named_views_of_one_flat_buffer(small_net):
+    for views, flat in ((small_net.params, small_net.flat_params), (small_net.grads, small_net.flat_grads),
+                        (small_net.momentum, small_net.flat_momentum)):  # fmt: skip
+        assert list(views) == PARAM_NAMES
+        assert flat.dtype == np.float32 and flat.ndim == 1
+        assert all(np.shares_memory(v, flat) and v.dtype == np.float32 for v in views.values())
+        offset = 0  # views tile the flat buffer in name order, without gaps
+        for v in views.values():
+            assert v.__array_interface__["data"][0] == flat.__array_interface__["data"][0] + 4 * offset
+            offset += v.size
+        assert offset == flat.size
+    before = small_net.flat_params[-1]
+    small_net.params["fc8.bias"][-1] = 123.0
+    assert small_net.flat_params[-1] == 123.0
+    small_net.flat_params[-1] = before
+
+
+def test_init_is_the_papers(small_net):
+    for name, p in small_net.params.items():
+        if name.endswith(".weight"):
+            assert abs(float(p.mean())) < 0.01 * 5 / np.sqrt(p.size), name
+            assert float(p.std()) == pytest.approx(0.01, rel=0.06), name
+        else:
+            expected = 1.0 if name.split(".")[0] in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+            assert np.all(p == expected), name
+    assert not small_net.flat_momentum.any()
+
+
+def test_init_is_deterministic_given_the_seed(small_net):
+    same = refnet.AlexNet(**SMALL, seed=7)
+    other = refnet.AlexNet(**SMALL, seed=8)
+    assert np.array_equal(same.flat_params, small_net.flat_params)
+    assert not np.array_equal(other.params["conv1.weight"], small_net.params["conv1.weight"])
+
+
+def test_state_dict_round_trip_copies(small_net):
+    state = small_net.state_dict()
+    assert list(state) == PARAM_NAMES
+    assert not any(np.shares_memory(a, small_net.flat_params) for a in state.values())
+    other = refnet.AlexNet(**SMALL, seed=1)
+    other.load_state_dict(state)
+    assert np.array_equal(other.flat_params, small_net.flat_params)
+    momentum = {name: np.full(shape, 0.5, np.float32) for name, shape in other.param_shapes.items()}
+    other.load_momentum_dict(momentum)
+    assert np.all(other.flat_momentum == 0.5) and np.all(other.momentum_dict()["fc7.weight"] == 0.5)
+
+
+def test_summary_method(small_net):
+    text = small_net.summary()
+    assert "21,622,154" in text and "3x67x67" in text and "256x1x1" in text
+
+
+def test_dropout_seeds_differ_per_step_and_layer():
+    seeds = {dropout_seed(0, step, layer) for step in range(50) for layer in (17, 20)}
+    assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
+    assert dropout_seed(5, 3, 17) == dropout_seed(5, 3, 17) != dropout_seed(6, 3, 17)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(variant="vgg"), "variant"),
+        (dict(device="tpu"), "device"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+        (dict(dropout=float("nan")), "dropout"),
+        (dict(input_size=66), "input_size: 66 is too small"),
+        (dict(input_size=0), "input_size"),
+        (dict(input_size=67.0), "input_size"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        refnet.AlexNet(**{**SMALL, **kwargs})
+
+
+def test_every_valid_input_size_is_accepted():
+    assert build_layers(input_size=67)[-8].out_shape == (256, 1, 1)
+    assert build_layers(input_size=70)[-8].out_shape == (256, 1, 1)
+    with pytest.raises(ValueError, match="smallest valid input_size is 67"):
+        build_layers(input_size=10)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    from numba import cuda
+
+    if cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        refnet.AlexNet(**SMALL, device="cuda")
+
+
+def test_load_state_dict_rejects_mismatches(small_net):
+    state = small_net.state_dict()
+    missing = {k: v for k, v in state.items() if k != "fc7.bias"}
+    with pytest.raises(ValueError, match=r"missing \['fc7.bias'\]"):
+        small_net.load_state_dict(missing)
+    with pytest.raises(ValueError, match=r"unexpected \['fc9.weight'\]"):
+        small_net.load_state_dict({**state, "fc9.weight": state["fc8.weight"]})
+    with pytest.raises(ValueError, match=r"state_dict\['conv1.weight'\]: expected shape \(96, 3, 11, 11\)"):
+        small_net.load_state_dict({**state, "conv1.weight": np.zeros((96, 3, 11, 10), np.float32)})
+    with pytest.raises(ValueError, match="expected dtype float32, got float64"):
+        small_net.load_state_dict({**state, "fc8.bias": state["fc8.bias"].astype(np.float64)})
+    with pytest.raises(ValueError, match="momentum"):
+        small_net.load_momentum_dict(missing)
+    assert np.array_equal(small_net.flat_params, refnet.AlexNet(**SMALL, seed=7).flat_params)  # nothing half-loaded
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((2, 3, 67, 67), np.float64), "x: expected dtype float32"),
+        (np.zeros((2, 3, 68, 68), np.float32),
+         r"x: expected shape \(N, 3, 67, 67\) \(NCHW images of input_size 67\), got \(2, 3, 68, 68\)"),
+        (np.zeros((2, 67, 67, 3), np.float32), "x: expected shape"),
+        (np.zeros((3, 67, 67), np.float32), "x: expected a 4-D array"),
+        (np.zeros((2, 3, 67, 134), np.float32)[:, :, :, ::2], "C-contiguous"),
+        (np.zeros((0, 3, 67, 67), np.float32), "at least one image"),
+    ],
+)
+def test_bad_batches_are_rejected(small_net, x, message):
+    with pytest.raises(ValueError, match=message):
+        small_net.forward(x)
+    with pytest.raises(ValueError, match=message):
+        small_net.forward_backward(x, np.zeros(x.shape[:1], np.int32))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 10], np.int32), r"labels: expected values in \[0, 9\], got 10"),
+        (np.array([-1, 0], np.int32), "got -1"),
+        (np.array([0, 1], np.int64), "labels: expected dtype int32"),
+        (np.array([0, 1, 2], np.int32), r"labels: expected shape \(2,\)"),
+        ([0, 1], "labels: expected a numpy int32 array"),
+    ],
+)
+def test_bad_labels_are_rejected(small_net, batch, labels, message):
+    step = small_net.step
+    with pytest.raises(ValueError, match=message):
+        small_net.forward_backward(batch[0], labels)
+    assert small_net.step == step
