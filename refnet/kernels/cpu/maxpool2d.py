@@ -1,0 +1,112 @@
+"""2-D max pooling on the CPU, no padding (the paper's 3x3 stride-2 overlapping pooling and any other).
+
+    forward:  y[n,c,p,q]      = max_{0<=i,j<size} x[n,c,p*stride+i,q*stride+j]
+              argmax[n,c,p,q] = h*W + w of that maximum inside the (n, c) input plane
+    backward: dx[n,c,h,w]     = sum of dy[n,c,p,q] over the windows whose argmax is h*W + w
+                                (a position can win several overlapping windows: gradients add)
+
+Layout: x (N, C, H, W) float32; y, argmax, dy (N, C, P, Q) with P = (H - size)//stride + 1,
+Q = (W - size)//stride + 1; argmax int32; dx (N, C, H, W) float32. All C-contiguous.
+
+Ties go to the first maximum in row-major window order (i, then j): a later element replaces the
+running maximum only when strictly greater. A NaN in a window wins it (the first NaN, if several),
+so a NaN input is never hidden by pooling.
+
+Both passes run one (n, c) plane per thread, so the backward's overlapping sums are done by a
+single thread in a fixed order: deterministic and race-free.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def maxpool2d_forward_reference(y, argmax, x, size, stride):
+    """The definition as plain loops: one output at a time, its window in row-major order."""
+    N, C, H, W = x.shape
+    P, Q = y.shape[2], y.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for p in range(P):
+                for q in range(Q):
+                    h0 = p * stride
+                    w0 = q * stride
+                    best = x[n, c, h0, w0]
+                    best_at = h0 * W + w0
+                    for i in range(size):
+                        for j in range(size):
+                            v = x[n, c, h0 + i, w0 + j]
+                            if (v > best or v != v) and best == best:
+                                best = v
+                                best_at = (h0 + i) * W + w0 + j
+                    y[n, c, p, q] = best
+                    argmax[n, c, p, q] = best_at
+
+
+@njit(parallel=True, cache=True)
+def _maxpool2d_forward_planes(y, argmax, x, size, stride):
+    # Same comparisons as the reference in the same order per output, but the loop over q is
+    # innermost so that each window offset (i, j) is applied to a whole output row at once.
+    NC, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    for r in prange(NC):
+        for p in range(P):
+            h0 = p * stride
+            y_row = y[r, p]
+            at_row = argmax[r, p]
+            x_row = x[r, h0]
+            for q in range(Q):
+                y_row[q] = x_row[q * stride]
+                at_row[q] = h0 * W + q * stride
+            for i in range(size):
+                x_row = x[r, h0 + i]
+                for j in range(size):
+                    if i == 0 and j == 0:
+                        continue
+                    at_base = (h0 + i) * W + j
+                    for q in range(Q):
+                        v = x_row[q * stride + j]
+                        best = y_row[q]
+                        if (v > best or v != v) and best == best:
+                            y_row[q] = v
+                            at_row[q] = at_base + q * stride
+
+
+@njit(parallel=True, cache=True)
+def _maxpool2d_backward_planes(dx, dy, argmax):
+    NC, HW = dx.shape
+    PQ = dy.shape[1]
+    out_of_plane = 0
+    for r in prange(NC):
+        dx_plane = dx[r]
+        for k in range(HW):
+            dx_plane[k] = np.float32(0.0)
+        for k in range(PQ):
+            at = argmax[r, k]
+            if 0 <= at < HW:
+                dx_plane[at] += dy[r, k]
+            else:
+                out_of_plane += 1
+    return out_of_plane
+
+
+def maxpool2d_forward(y, argmax, x, size, stride):
+    """y, argmax (N, C, P, Q) from x (N, C, H, W); window size x size, step stride."""
+    N, C, H, W = x.shape
+    P, Q = y.shape[2], y.shape[3]
+    _maxpool2d_forward_planes(
+        y.reshape(N * C, P, Q), argmax.reshape(N * C, P, Q), x.reshape(N * C, H, W), size, stride
+    )
+
+
+def maxpool2d_backward(dx, dy, argmax):
+    """dx (N, C, H, W) = scatter-add of dy (N, C, P, Q) at argmax.
+
+    Returns the number of argmax entries outside [0, H*W); they are skipped, and the op layer turns
+    a non-zero count into a ValueError (checking inside the kernel costs no extra pass over argmax).
+    """
+    N, C, H, W = dx.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    return _maxpool2d_backward_planes(
+        dx.reshape(N * C, H * W), dy.reshape(N * C, P * Q), argmax.reshape(N * C, P * Q)
+    )
