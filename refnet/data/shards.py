@@ -69,7 +69,7 @@ class ShardDataset:
     def _check_shard(self, path, count):
         size = self.image_size
         with h5py.File(path, "r") as f:
-            attrs = {key: f.attrs.get(key) for key in ("format_version", "split", "image_size")}
+            attrs = {key: _plain(f.attrs.get(key)) for key in ("format_version", "split", "image_size")}
             if attrs["format_version"] != FORMAT_VERSION:
                 raise ValueError(f"{path}: format_version {attrs['format_version']!r} is unknown, this reader reads {FORMAT_VERSION}")
             if attrs["split"] != self.split or attrs["image_size"] != size:
@@ -202,6 +202,13 @@ class ShardDataset:
     def _run_kernel(self, x, stored, source, top, left, flip, alpha):
         stats = self.stats
         augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], stats["eigval"], stats["eigvec"])
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value (numpy scalars and bytes read back from other writers)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def crop_windows(image_size, crop, ten_crop):
