@@ -1,0 +1,188 @@
+"""Evaluate a checkpoint: `refnet eval --checkpoint CKPT --data OUT [--split val] [--ten-crop]`.
+
+Top-1 and top-5 error with the centre crop, and (--ten-crop) with the paper's 10-crop test:
+the softmax outputs of the four corner crops, the centre crop and their five mirror images are
+averaged per image (Krizhevsky et al. 2012, section 4.1) before taking the top classes. Also the
+most confused class pairs (true class -> predicted class) of the top-1 predictions.
+
+The softmax is refnet's own kernel (ops.softmax_cross_entropy); the crops are the reader's
+(refnet.data ShardDataset.batches with train=False).
+"""
+
+import json
+import sys
+
+import numpy as np
+
+TOP_K = 5
+
+
+def add_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint written by `refnet train`")
+    parser.add_argument("--data", required=True, metavar="OUT", help="a directory written by `refnet convert`")
+    parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    parser.add_argument("--ten-crop", action="store_true", help="also report the paper's 10-crop averaged error")
+    parser.add_argument("--batch-size", type=int, default=128, help="crops per forward pass (default: 128)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the network runs")
+    parser.add_argument("--pairs", type=int, default=10, help="how many confused class pairs to list (default: 10)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+
+
+def softmax_rows(logits):
+    """Row-wise softmax of float32 (N, K) logits with refnet's kernel (labels are needed by the kernel, not used)."""
+    from . import ops
+
+    labels = np.zeros(logits.shape[0], dtype=np.int32)
+    _, probs = ops.softmax_cross_entropy(np.ascontiguousarray(logits, dtype=np.float32), labels)
+    return probs
+
+
+def crop_probabilities(net, x):
+    """Softmax outputs for a batch: x (B, 3, c, c) -> (B, K); x (B, V, 3, c, c) -> (B, K), averaged over the V views."""
+    if x.ndim == 4:
+        return softmax_rows(_logits(net, x))
+    batch, views = x.shape[0], x.shape[1]
+    probs = softmax_rows(_logits(net, np.ascontiguousarray(x.reshape((batch * views,) + x.shape[2:]))))
+    return probs.reshape(batch, views, -1).mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def _logits(net, x):
+    logits = net.forward(x, train=False)
+    return logits.copy_to_host() if hasattr(logits, "copy_to_host") else np.asarray(logits)
+
+
+def top_k_classes(probs, k=TOP_K):
+    """The k most probable classes of each row, most probable first (ties: the lower class index first)."""
+    k = min(k, probs.shape[1])
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+class ErrorCounter:
+    """Accumulates top-1 / top-5 errors, the mean loss and the top-1 confusion matrix over batches."""
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.count = 0
+        self.top1_wrong = 0
+        self.top5_wrong = 0
+        self.loss_sum = 0.0
+        self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)  # [true, predicted]
+
+    def add(self, probs, labels):
+        top = top_k_classes(probs)
+        labels = np.asarray(labels, dtype=np.int64)
+        self.count += len(labels)
+        self.top1_wrong += int((top[:, 0] != labels).sum())
+        self.top5_wrong += int((top != labels[:, None]).all(axis=1).sum())
+        picked = probs[np.arange(len(labels)), labels].astype(np.float64)
+        self.loss_sum += float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).sum())
+        np.add.at(self.confusion, (labels, top[:, 0]), 1)
+
+    def result(self):
+        n = max(self.count, 1)
+        return {
+            "images": self.count,
+            "top1_error": self.top1_wrong / n,
+            "top5_error": self.top5_wrong / n,
+            "loss": self.loss_sum / n,
+        }
+
+
+def most_confused_pairs(confusion, classes, limit=10):
+    """Off-diagonal (true -> predicted) pairs with the most mistakes: [{true, predicted, count, fraction}]."""
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    totals = confusion.sum(axis=1)
+    order = np.argsort(-off, axis=None, kind="stable")
+    pairs = []
+    for flat in order[:limit]:
+        true, predicted = np.unravel_index(flat, off.shape)
+        count = int(off[true, predicted])
+        if count == 0:
+            break
+        pairs.append({
+            "true": classes[true],
+            "predicted": classes[predicted],
+            "count": count,
+            "fraction": count / max(int(totals[true]), 1),
+        })
+    return pairs
+
+
+def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=False, desc="eval"):
+    """Errors of `net` on every image of `dataset` (centre crop, or 10-crop averaged); see ErrorCounter."""
+    from tqdm import tqdm
+
+    images_per_batch = max(1, batch_size // 10) if ten_crop else batch_size
+    counter = ErrorCounter(len(dataset.classes))
+    batches = dataset.batches(images_per_batch, train=False, crop=crop, ten_crop=ten_crop)
+    total = -(-len(dataset) // images_per_batch)
+    with tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+        for x, labels in bar:
+            counter.add(crop_probabilities(net, x), labels)
+    result = counter.result()
+    result["confusion"] = counter.confusion
+    return result
+
+
+def network_from_checkpoint(ckpt, device="cpu"):
+    """An AlexNet in evaluation mode with the checkpoint's parameters."""
+    from .model import AlexNet
+
+    cfg = ckpt.config
+    net = AlexNet(
+        num_classes=cfg["num_classes"],
+        variant=cfg["variant"],
+        input_size=cfg["input_size"],
+        dropout=cfg["dropout"],
+        device=device,
+        seed=cfg["seed"],
+    )
+    net.load_state_dict(ckpt.params)
+    return net
+
+
+def format_report(name, result, classes, pairs=10):
+    lines = [f"{name}: top-1 error {100 * result['top1_error']:.2f}%  top-5 error {100 * result['top5_error']:.2f}%"
+             f"  loss {result['loss']:.4f}  ({result['images']} images)"]
+    confused = most_confused_pairs(result["confusion"], classes, pairs)
+    if confused:
+        lines.append("  most confused (true -> predicted):")
+        for pair in confused:
+            lines.append(f"    {pair['true']} -> {pair['predicted']}: {pair['count']} ({100 * pair['fraction']:.1f}% of {pair['true']})")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import ShardDataset
+    from .trainer import check_device
+
+    try:
+        check_device(args.device)
+        ckpt = load_checkpoint(args.checkpoint)
+        dataset = ShardDataset(args.data, args.split)
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        print(f"refnet eval: error: {exc}", file=sys.stderr)
+        return 2
+    if len(dataset.classes) != ckpt.config["num_classes"]:
+        print(f"refnet eval: error: {args.data} has {len(dataset.classes)} classes, the checkpoint was trained on "
+              f"{ckpt.config['num_classes']}", file=sys.stderr)
+        return 2
+    net = network_from_checkpoint(ckpt, args.device)
+    crop = ckpt.config["input_size"]
+    results = {}
+    modes = [("centre crop", False)] + ([("10-crop", True)] if args.ten_crop else [])
+    for name, ten_crop in modes:
+        result = evaluate(net, dataset, crop=crop, batch_size=args.batch_size, ten_crop=ten_crop, progress=True, desc=name)
+        print(format_report(f"{args.split} {name}", result, dataset.classes, args.pairs))
+        results[name] = result
+    if args.json:
+        payload = {
+            name: dict({k: v for k, v in r.items() if k != "confusion"},
+                       confused_pairs=most_confused_pairs(r["confusion"], dataset.classes, args.pairs))
+            for name, r in results.items()
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1)
+    return 0
