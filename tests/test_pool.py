@@ -1,0 +1,186 @@
+"""Max and average pooling: forward against float64 loops (overlapping 3/2, non-overlapping 2/2,
+odd sizes), the fast max-pool kernel against its plain reference kernel, backward by central
+differences (distinct inputs, so no max-pool kink is crossed), determinism, validation."""
+
+import numpy as np
+import pytest
+from gradcheck import assert_gradients_close, numerical_gradient
+from poison import assert_all_written, poisoned
+from refs import avgpool2d as avg_ref
+from refs import maxpool2d as max_ref
+
+import refnet.ops as ops
+from refnet.kernels.cpu import maxpool2d as max_kernels
+
+# (shape, size, stride): overlapping, non-overlapping, ragged edges, stride > size, one output.
+CASES = [
+    ((2, 3, 9, 11), 3, 2),
+    ((1, 2, 8, 6), 2, 2),
+    ((2, 1, 7, 13), 3, 3),
+    ((1, 3, 10, 9), 2, 3),
+    ((1, 1, 5, 4), 4, 1),
+    ((1, 2, 3, 3), 3, 2),
+]
+
+
+def distinct_values(rng, shape):
+    """A permutation of well-separated values: no ties, and no +-eps step changes a window's max."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 - 1.0).astype(np.float32)
+
+
+def pooled_poison(x, size, stride):
+    N, C, H, W = x.shape
+    shape = (N, C, (H - size) // stride + 1, (W - size) // stride + 1)
+    return shape, poisoned(shape), poisoned(shape, np.int32)
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES)
+def test_maxpool_forward_matches_reference(rng, shape, size, stride):
+    x = rng.standard_normal(shape).astype(np.float32)
+    _, y_out, argmax_out = pooled_poison(x, size, stride)
+    y, argmax = ops.maxpool2d_forward(x, size, stride, out=(y_out, argmax_out))
+    assert_all_written(y, "y")
+    assert_all_written(argmax, "argmax")
+    y_ref, argmax_ref = max_ref.maxpool2d_forward(x.astype(np.float64), size, stride)
+    np.testing.assert_array_equal(y, y_ref.astype(np.float32))
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES[:3])
+def test_maxpool_fast_kernel_matches_reference_kernel(rng, shape, size, stride):
+    # Rounded values make ties common, so the tie rule is exercised too.
+    x = np.round(rng.standard_normal(shape)).astype(np.float32)
+    x[0, 0, 1, 1] = np.nan
+    out_shape, y_ref, argmax_ref = pooled_poison(x, size, stride)
+    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, stride)
+    y, argmax = ops.maxpool2d_forward(x, size, stride)
+    np.testing.assert_array_equal(y, y_ref)  # NaN positions compare equal in assert_array_equal
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+def test_maxpool_ties_go_to_first_in_row_major_order():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 1, 0] = x[0, 0, 0, 2] = x[0, 0, 2, 2] = 5.0
+    y, argmax = ops.maxpool2d_forward(x, 3, 1)
+    assert y[0, 0, 0, 0] == 5.0 and argmax[0, 0, 0, 0] == 0 * 3 + 2
+
+
+def test_maxpool_propagates_nan():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 2, 1] = np.nan
+    x[0, 0, 0, 0] = 9.0
+    y, argmax = ops.maxpool2d_forward(x, 3, 1)
+    assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 2 * 3 + 1
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES[:4])
+def test_maxpool_backward_matches_central_differences(rng, shape, size, stride):
+    x = distinct_values(rng, shape)
+    y, argmax = ops.maxpool2d_forward(x, size, stride)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ops.maxpool2d_backward(dy, argmax, x.shape, out=poisoned(x.shape))
+    assert_all_written(dx)
+    loss = lambda v: float((max_ref.maxpool2d_forward(v, size, stride)[0] * dy).sum())
+    numeric = numerical_gradient(loss, x.astype(np.float64))
+    assert_gradients_close(dx, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_maxpool_backward_sums_where_windows_overlap():
+    # The centre of a 5x5 plane wins all four overlapping 3x3/2 windows.
+    x = np.zeros((1, 1, 5, 5), np.float32)
+    x[0, 0, 2, 2] = 1.0
+    y, argmax = ops.maxpool2d_forward(x, 3, 2)
+    dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+    dx = ops.maxpool2d_backward(dy, argmax, x.shape)
+    assert dx[0, 0, 2, 2] == 10.0 and dx.sum() == 10.0
+
+
+def test_maxpool_backward_is_deterministic(rng):
+    x = np.round(rng.standard_normal((4, 8, 15, 15)) * 2).astype(np.float32)
+    y, argmax = ops.maxpool2d_forward(x, 3, 2)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    first = ops.maxpool2d_backward(dy, argmax, x.shape)
+    np.testing.assert_array_equal(first, ops.maxpool2d_backward(dy, argmax, x.shape))
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES)
+def test_avgpool_forward_matches_reference(rng, shape, size, stride):
+    x = rng.standard_normal(shape).astype(np.float32)
+    out_shape, y_out, _ = pooled_poison(x, size, stride)
+    y = ops.avgpool2d_forward(x, size, stride, out=y_out)
+    assert_all_written(y)
+    np.testing.assert_allclose(y, avg_ref.avgpool2d_forward(x.astype(np.float64), size, stride), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES)
+def test_avgpool_backward_matches_central_differences(rng, shape, size, stride):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = ops.avgpool2d_forward(x, size, stride)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ops.avgpool2d_backward(dy, x.shape, size, stride, out=poisoned(x.shape))
+    assert_all_written(dx)
+    loss = lambda v: float((avg_ref.avgpool2d_forward(v, size, stride) * dy).sum())
+    numeric = numerical_gradient(loss, x.astype(np.float64))
+    assert_gradients_close(dx, numeric, rtol=1e-5, atol=1e-6)
+
+
+X = np.zeros((1, 2, 6, 6), np.float32)
+
+
+@pytest.mark.parametrize("pool", [ops.maxpool2d_forward, ops.avgpool2d_forward])
+@pytest.mark.parametrize(
+    "x, size, stride, name",
+    [
+        (np.zeros((2, 6, 6), np.float32), 3, 2, "x"),
+        (X.astype(np.float64), 3, 2, "x"),
+        (np.zeros((1, 2, 6, 12), np.float32)[..., ::2], 3, 2, "x"),
+        (X, 0, 2, "size"),
+        (X, 2.0, 2, "size"),
+        (X, 7, 1, "size"),
+        (X, 3, 0, "stride"),
+    ],
+)
+def test_pool_forward_rejects_bad_argument(pool, x, size, stride, name):
+    with pytest.raises(ValueError, match=rf"^{name}: expected"):
+        pool(x, size, stride)
+
+
+def test_maxpool_forward_rejects_wrong_out():
+    with pytest.raises(ValueError, match=r"^out\[1\] \(argmax\): expected dtype int32"):
+        ops.maxpool2d_forward(X, 3, 2, out=(np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.int64)))
+
+
+DY = np.zeros((1, 2, 2, 2), np.float32)
+ARGMAX = np.zeros((1, 2, 2, 2), np.int32)
+
+
+@pytest.mark.parametrize(
+    "dy, argmax, input_shape, name",
+    [
+        (DY[0], ARGMAX, (1, 2, 6, 6), "dy"),
+        (DY, ARGMAX.astype(np.int64), (1, 2, 6, 6), "argmax"),
+        (DY, ARGMAX[:, :1], (1, 2, 6, 6), "argmax"),
+        (DY, ARGMAX, (1, 2, 6), "input_shape"),
+        (DY, ARGMAX, (1, 2, 6.0, 6), "input_shape"),
+        (DY, ARGMAX, (1, 3, 6, 6), "input_shape"),
+        (DY, ARGMAX + 36, (1, 2, 6, 6), "argmax"),
+        (DY, ARGMAX - 1, (1, 2, 6, 6), "argmax"),
+    ],
+)
+def test_maxpool_backward_rejects_bad_argument(dy, argmax, input_shape, name):
+    with pytest.raises(ValueError, match=rf"^{name}: expected"):
+        ops.maxpool2d_backward(dy, argmax, input_shape)
+
+
+@pytest.mark.parametrize(
+    "dy, input_shape, size, stride, name",
+    [
+        (DY, (1, 2, 6, 6), 2, 2, "dy"),  # 6x6 pools to 3x3 with 2/2, not to dy's 2x2
+        (DY, (1, 2, 1, 6), 3, 2, "size"),
+        (DY, [1, 2, 6], 3, 2, "input_shape"),
+        (DY, (1, 2, 6, 6), 3, 0, "stride"),
+    ],
+)
+def test_avgpool_backward_rejects_bad_argument(dy, input_shape, size, stride, name):
+    with pytest.raises(ValueError, match=rf"^{name}: expected"):
+        ops.avgpool2d_backward(dy, input_shape, size, stride)
