@@ -1,0 +1,97 @@
+"""Pieces of training that need no kernels: the lr schedule, the memory estimate, plotting, CLI checks."""
+
+import json
+
+import pytest
+
+from refnet import plot
+from refnet.cli import main
+from refnet.trainer import LearningRateSchedule, TrainError, check_memory, training_bytes
+
+
+def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
+    s = LearningRateSchedule(0.01, patience=1, max_drops=3)
+    lrs = []
+    for epoch, error in enumerate([0.9, 0.8, 0.8, 0.7, 0.71, 0.69, 0.69, 0.69, 0.69, 0.69], start=1):
+        s.end_epoch(epoch, error)
+        lrs.append(s.lr)
+    assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4, 1e-5, 1e-5, 1e-5, 1e-5])
+    assert s.drops == 3
+
+
+def test_plateau_patience_waits_that_many_epochs():
+    s = LearningRateSchedule(0.1, patience=2)
+    for epoch, error in enumerate([0.5, 0.6, 0.55], start=1):
+        s.end_epoch(epoch, error)
+    assert s.lr == pytest.approx(0.01)
+
+
+def test_lr_steps_replace_the_plateau():
+    s = LearningRateSchedule(0.01, steps=[2, 4])
+    lrs = []
+    for epoch in range(1, 6):
+        s.end_epoch(epoch, 0.5)  # a flat error would trigger the plateau rule; steps ignore it
+        lrs.append(s.lr)
+    assert lrs == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
+
+
+def test_schedule_state_round_trips():
+    s = LearningRateSchedule(0.01, patience=2)
+    for epoch, error in enumerate([0.5, 0.6, 0.6], start=1):
+        s.end_epoch(epoch, error)
+    state = json.loads(json.dumps(s.state_dict()))
+    t = LearningRateSchedule(0.01, patience=2)
+    t.load_state_dict(state)
+    for epoch, error in ((4, 0.6), (5, 0.6)):
+        assert s.end_epoch(epoch, error) == t.end_epoch(epoch, error)
+        assert s.lr == t.lr
+
+
+def test_memory_estimate_grows_with_the_batch_and_refuses_clearly():
+    from refnet.model import build_layers
+
+    layers = build_layers("seed", 1000, 227, 0.5)
+    params = sum(layer.param_count for layer in layers)
+    assert params == 62_378_344
+    one, two = training_bytes(layers, params, 1), training_bytes(layers, params, 2)
+    assert one > 3 * 4 * params and two - one == one - training_bytes(layers, params, 0)
+    with pytest.raises(TrainError, match=r"--batch-size 100000 needs about .* GiB .* largest batch that fits"):
+        check_memory(layers, params, 100_000, "cpu")
+
+
+def test_plot_writes_a_png(tmp_path):
+    records = [{"kind": "step", "step": s, "epoch": s / 4, "train_loss": 2.3 - 0.1 * s} for s in range(1, 9)]
+    records += [{"kind": "epoch", "step": 4 * e, "epoch": e, "train_loss": 2.2 - 0.3 * e, "train_top1_error": 0.9 - 0.1 * e,
+                 "train_top5_error": 0.5 - 0.1 * e, "val_loss": 2.1, "val_top1_error": 0.8 - 0.1 * e,
+                 "val_top5_error": 0.4} for e in (1, 2)]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + '\n{"kind": "st')
+    assert main(["plot", str(tmp_path)]) == 0
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_plot_of_a_directory_without_metrics_is_an_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "metrics.jsonl does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--device", "tpu"], "--device: expected cpu or cuda, got 'tpu'"),
+        (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
+        (["--lr", "-1"], "--lr: expected a number > 0"),
+        (["--dropout", "1.5"], "--dropout: expected a probability"),
+        ([], "no such directory"),
+    ],
+)
+def test_bad_train_arguments_are_clear_errors(tmp_path, capsys, argv, message):
+    status = main(["train", "--data", str(tmp_path / "missing"), "--run", str(tmp_path / "run"), "--quiet", *argv])
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_refuses_a_directory_that_is_not_a_dataset(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["train", "--data", str(tmp_path / "data"), "--run", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "not a usable converted dataset" in capsys.readouterr().err
