@@ -1,0 +1,30 @@
+"""Launch geometry shared by the element-wise kernels: one thread per element, grid-stride loops."""
+
+import math
+
+from numba import cuda, int32
+
+THREADS = 256
+# Enough blocks to fill any current GPU several times over; larger arrays loop (grid-stride).
+MAX_BLOCKS = 65535
+
+
+def elementwise_grid(count):
+    """(blocks, threads) for a grid-stride kernel over `count` elements."""
+    return max(1, min(MAX_BLOCKS, math.ceil(count / THREADS))), THREADS
+
+
+@cuda.jit(device=True, inline=True)
+def unflatten3(flat, C, L):
+    """(n, c, l) of flat index `flat` into a C-contiguous (N, C, L) array, as int32."""
+    i = int32(flat % L)
+    c = int32((flat // L) % C)
+    n = int32(flat // (C * L))
+    return n, c, i
+
+
+@cuda.jit(device=True, inline=True)
+def unflatten4(flat, C, H, W):
+    """(n, c, h, w) of flat index `flat` into a C-contiguous (N, C, H, W) array, as int32."""
+    n, c, hw = unflatten3(flat, C, H * W)
+    return n, c, hw // int32(W), hw % int32(W)

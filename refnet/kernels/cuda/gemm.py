@@ -1,0 +1,89 @@
+"""GEMM on the GPU:  c = alpha * op(a) @ op(b) + beta * c   (c is not read when beta == 0).
+
+    op(a) = a (M, K) or a.T with a stored (K, M) when trans_a
+    op(b) = b (K, N) or b.T with b stored (N, K) when trans_b
+    c     (M, N)
+All float32, C-contiguous device arrays.
+
+`gemm` runs the register-blocked shared-memory kernel of `_tiled` (one compiled variant per
+transpose case, so the copy into shared memory is coalesced along whichever index is contiguous).
+`gemm_reference` is the simple kernel it is tested against: one thread per element of c, a plain
+loop over K.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float32
+
+from . import _tiled
+
+
+def _make_transpose_case(trans_a, trans_b):
+    @cuda.jit(device=True, inline=True)
+    def load_a(a, geom, g, m, k):
+        if trans_a:
+            return a[k, m]
+        return a[m, k]
+
+    @cuda.jit(device=True, inline=True)
+    def load_b(b, geom, g, k, n):
+        if trans_b:
+            return b[n, k]
+        return b[k, n]
+
+    @cuda.jit(device=True, inline=True)
+    def store(c, bias, geom, g, m, n, value, alpha, beta):
+        if beta == float32(0.0):
+            c[m, n] = alpha * value
+        else:
+            c[m, n] = alpha * value + beta * c[m, n]
+
+    return _tiled.make_tiled_matmul(load_a, load_b, store, a_k_fastest=not trans_a, b_k_fastest=trans_b)
+
+
+_KERNELS = {}
+
+
+def _kernels(trans_a, trans_b):
+    key = (bool(trans_a), bool(trans_b))
+    if key not in _KERNELS:
+        _KERNELS[key] = _make_transpose_case(*key)
+    return _KERNELS[key]
+
+
+def _sizes(c, a, trans_a):
+    M, N = c.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    return M, N, K
+
+
+def gemm(c, a, b, trans_a, trans_b, alpha, beta):
+    M, N, K = _sizes(c, a, trans_a)
+    _tiled.launch(_kernels(trans_a, trans_b), c, a, b, c, (), M, N, K, 1, alpha, beta)
+
+
+@cuda.jit
+def _gemm_reference_kernel(c, a, b, trans_a, trans_b, alpha, beta, K):
+    m, n = cuda.grid(2)
+    if m >= c.shape[0] or n >= c.shape[1]:
+        return
+    total = float32(0.0)
+    for k in range(K):
+        a_mk = a[k, m] if trans_a else a[m, k]
+        b_kn = b[n, k] if trans_b else b[k, n]
+        total += a_mk * b_kn
+    if beta == float32(0.0):
+        c[m, n] = alpha * total
+    else:
+        c[m, n] = alpha * total + beta * c[m, n]
+
+
+def gemm_reference(c, a, b, trans_a, trans_b, alpha, beta):
+    """Same contract as `gemm`; one thread per element of c."""
+    M, N, K = _sizes(c, a, trans_a)
+    block = (16, 16)
+    grid = (math.ceil(M / block[0]), math.ceil(N / block[1]))
+    _gemm_reference_kernel[grid, block](
+        c, a, b, bool(trans_a), bool(trans_b), np.float32(alpha), np.float32(beta), np.int32(K)
+    )

@@ -1,0 +1,97 @@
+"""Softmax + cross-entropy loss on the GPU, one block per row (example).
+
+    m           = max_j logits[i, j]                         (subtracted so exp never overflows)
+    probs[i]    = exp(logits[i] - m) / sum_j exp(logits[i, j] - m)
+    row_loss[i] = log(sum_j exp(logits[i, j] - m)) - (logits[i, labels[i]] - m)
+    backward:     dlogits[i, j] = (probs[i, j] - [j == labels[i]]) / N
+
+The loss is the mean of row_loss over the batch; the op layer copies the N losses to the host and
+takes that mean (the one device-to-host transfer of a training step).
+
+Layout: logits, probs, dlogits (N, K) float32; labels (N,) int32 in [0, K) (checked by the op
+layer); row_loss (N,) float32. C-contiguous device arrays.
+
+Forward: the block's threads stride over the row (coalesced) and combine their maxima and sums
+by a tree reduction in shared memory, in a fixed order, so results are deterministic.
+Backward: one thread per element.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float32, int32
+
+from ._grid import elementwise_grid
+
+ROW_THREADS = 256  # a power of two, for the tree reduction
+
+
+@cuda.jit(device=True, inline=True)
+def _block_reduce(values, tid, take_max):
+    # values: shared (ROW_THREADS,); afterwards values[0] holds the result, seen by every thread.
+    width = ROW_THREADS // 2
+    while width > 0:
+        if tid < width:
+            if take_max:
+                values[tid] = max(values[tid], values[tid + width])
+            else:
+                values[tid] += values[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    return values[0]
+
+
+@cuda.jit
+def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
+    values = cuda.shared.array(ROW_THREADS, float32)
+    i = cuda.blockIdx.x
+    tid = int32(cuda.threadIdx.x)
+    K = logits.shape[1]
+
+    m = logits[i, 0]
+    for j in range(tid, K, ROW_THREADS):
+        m = max(m, logits[i, j])
+    values[tid] = m
+    cuda.syncthreads()
+    m = _block_reduce(values, tid, True)
+    cuda.syncthreads()  # everyone has read values[0] before it is overwritten
+
+    total = float32(0.0)
+    for j in range(tid, K, ROW_THREADS):
+        e = math.exp(logits[i, j] - m)
+        probs[i, j] = e
+        total += e
+    values[tid] = total
+    cuda.syncthreads()
+    total = _block_reduce(values, tid, False)
+
+    inv_total = float32(1.0) / total
+    for j in range(tid, K, ROW_THREADS):
+        probs[i, j] *= inv_total
+    if tid == 0:
+        row_loss[i] = math.log(total) - (logits[i, labels[i]] - m)
+
+
+@cuda.jit
+def _softmax_cross_entropy_backward_flat(dlogits, probs, labels, inv_n):
+    K = probs.shape[1]
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(start, probs.size, step):
+        i = int32(flat // K)
+        j = int32(flat - i * K)
+        p = probs[i, j]
+        if j == labels[i]:
+            p -= float32(1.0)
+        dlogits[i, j] = p * inv_n
+
+
+def softmax_cross_entropy(probs, row_loss, logits, labels):
+    """probs (N, K) and per-example losses row_loss (N,) from logits (N, K) and labels (N,)."""
+    _softmax_cross_entropy_rows[logits.shape[0], ROW_THREADS](probs, row_loss, logits, labels)
+
+
+def softmax_cross_entropy_backward(dlogits, probs, labels):
+    """dlogits (N, K) = (probs - onehot(labels)) / N."""
+    blocks, threads = elementwise_grid(probs.size)
+    inv_n = np.float32(1.0) / np.float32(probs.shape[0])
+    _softmax_cross_entropy_backward_flat[blocks, threads](dlogits, probs, labels, inv_n)
