@@ -503,7 +503,7 @@ class AlexNet:
             labels = ws.labels
 
         self._forward(ws, x, train=True)
-        loss, _ = ops.softmax_cross_entropy(ws.acts[-1], labels, out=(ws.probs, ws.row_loss))
+        loss, _ = ops.softmax_cross_entropy(ws.acts[-1], labels, out=ws.probs, row_loss=ws.row_loss)
         ops.softmax_cross_entropy_backward(ws.probs, labels, out=ws.d_out[-1])
         self._backward(ws, x)
         self.step += 1
@@ -528,7 +528,7 @@ class AlexNet:
             elif layer.kind == "relu":
                 ops.relu_backward(ws.acts[i], dy, out=dx)
             elif layer.kind == "maxpool":
-                ops.maxpool2d_backward(dy, ws.argmax[i], src.shape, out=dx)
+                ops.maxpool2d_backward(dy, ws.argmax[i], tuple(src.shape), out=dx)
             elif layer.kind == "lrn":
                 ops.lrn_backward(src, ws.acts[i], ws.scale[i], dy, layer.size, LRN_ALPHA, LRN_BETA, LRN_K, out=dx)
             elif layer.kind == "dropout":

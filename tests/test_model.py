@@ -231,3 +231,250 @@ def test_bad_labels_are_rejected(small_net, batch, labels, message):
     with pytest.raises(ValueError, match=message):
         small_net.forward_backward(batch[0], labels)
     assert small_net.step == step
+
+
+# ---------------------------------------------------------------- float64 reference forward
+# Written directly from the paper's layer table with numpy in float64 (einsum over sliding windows
+# for the convolutions): independent of refnet's kernels and of its layer list, and fast enough at
+# input 67 to evaluate a few hundred times for central differences.
+
+
+def ref_conv(x, w, b, stride, pad, groups):
+    k, cg, r, s = w.shape
+    kg = k // groups
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = sliding_window_view(xp, (r, s), axis=(2, 3))[:, :, ::stride, ::stride]  # (N, C, P, Q, R, S)
+    parts = [np.einsum("ncpqrs,kcrs->nkpq", windows[:, g * cg:(g + 1) * cg], w[g * kg:(g + 1) * kg], optimize=True)
+             for g in range(groups)]  # fmt: skip
+    return np.concatenate(parts, axis=1) + b[None, :, None, None]
+
+
+def ref_maxpool(x):
+    return sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-2, -1))
+
+
+def ref_lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    squares = x * x
+    c, half = x.shape[1], size // 2
+    sums = np.stack([squares[:, max(0, i - half):min(c, i + half + 1)].sum(axis=1) for i in range(c)], axis=1)
+    return x / (k + alpha * sums) ** beta
+
+
+def ref_relu(x):
+    return np.maximum(x, 0.0)
+
+
+def ref_linear(h, w, b):
+    return (w @ h.T).T + b  # this order is the fast BLAS call for a (4096, 4096) float64 w
+
+
+def ref_stages(groups=1, drop=0.5, masks=None):
+    """AlexNet as 8 stages, one per parametrised layer: [(layer name, f(h, params) -> h)].
+    masks None: test-time dropout (x (1 - drop)); else the training masks (mask6, mask7)."""
+    mask6, mask7 = (None, None) if masks is None else masks
+
+    def dropout(h, mask):
+        if drop == 0:
+            return h
+        return h * (1.0 - drop) if mask is None else h * mask
+
+    def conv(name, stride, pad, g):
+        return lambda h, p: ref_relu(ref_conv(h, p[f"{name}.weight"], p[f"{name}.bias"], stride, pad, g))
+
+    def fc(name):
+        return lambda h, p: ref_relu(ref_linear(h, p[f"{name}.weight"], p[f"{name}.bias"]))
+
+    conv1, conv2 = conv("conv1", 4, 0, 1), conv("conv2", 1, 2, groups)
+    conv5, fc6, fc7 = conv("conv5", 1, 1, groups), fc("fc6"), fc("fc7")
+    return [
+        ("conv1", lambda h, p: ref_lrn(ref_maxpool(conv1(h, p)))),
+        ("conv2", lambda h, p: ref_lrn(ref_maxpool(conv2(h, p)))),
+        ("conv3", conv("conv3", 1, 1, 1)),
+        ("conv4", conv("conv4", 1, 1, groups)),
+        ("conv5", lambda h, p: ref_maxpool(conv5(h, p)).reshape(h.shape[0], -1)),  # NCHW flatten (c, h, w)
+        ("fc6", lambda h, p: dropout(fc6(h, p), mask6)),
+        ("fc7", lambda h, p: dropout(fc7(h, p), mask7)),
+        ("fc8", lambda h, p: ref_linear(h, p["fc8.weight"], p["fc8.bias"])),
+    ]
+
+
+def ref_forward(p, x, groups=1, drop=0.5, masks=None):
+    """Logits (N, num_classes) in float64."""
+    h = x
+    for _, stage in ref_stages(groups, drop, masks):
+        h = stage(h, p)
+    return h
+
+
+def ref_loss(logits, labels):
+    m = logits.max(axis=1, keepdims=True)
+    log_z = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+    return float(np.mean(log_z - logits[np.arange(len(labels)), labels]))
+
+
+def float64_params(net):
+    return {name: a.astype(np.float64) for name, a in net.state_dict().items()}
+
+
+def training_masks(net, n):
+    """The dropout masks of drop6 and drop7 at the net's current step, drawn through the public op
+    with the documented per-layer seed (so this also pins how the net derives its seeds)."""
+    masks = []
+    for i, layer in enumerate(net.layers):
+        if layer.kind == "dropout":
+            ones = np.ones((n, *layer.out_shape), np.float32)
+            _, mask = refnet.ops.dropout_forward(ones, layer.p, dropout_seed(net.seed, net.step, i))
+            masks.append(mask.astype(np.float64))
+    return tuple(masks)
+
+
+def assert_logits_close(got, want):
+    # float32 kernels against float64: errors are float32 rounding accumulated over fan-ins of up
+    # to 4096, relative to the size of the logits.
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+# ---------------------------------------------------------------- forward and backward
+
+
+@pytest.mark.parametrize("variant, groups", [("seed", 1), ("paper", 2)])
+def test_eval_forward_matches_the_float64_reference(batch, variant, groups):
+    net = refnet.AlexNet(**SMALL, variant=variant, seed=3)
+    x, _ = batch
+    logits = net.forward(x)
+    assert logits.shape == (BATCH, 10) and logits.dtype == np.float32
+    assert_logits_close(logits, ref_forward(float64_params(net), x.astype(np.float64), groups))
+
+
+def test_training_forward_uses_the_steps_dropout_masks(small_net, batch):
+    x, _ = batch
+    small_net.step = 5
+    masks = training_masks(small_net, BATCH)
+    assert 0.3 < masks[0].mean() < 0.7
+    want = ref_forward(float64_params(small_net), x.astype(np.float64), masks=masks)
+    assert_logits_close(small_net.forward(x, train=True), want)
+    assert small_net.step == 5  # only forward_backward advances the step
+    assert not np.allclose(small_net.forward(x, train=False), small_net.forward(x, train=True))
+
+
+def test_forward_backward_loss_and_step(batch):
+    net = refnet.AlexNet(**SMALL, seed=11)
+    x, labels = batch
+    masks = training_masks(net, BATCH)
+    loss = net.forward_backward(x, labels)
+    assert isinstance(loss, float) and net.step == 1
+    want = ref_loss(ref_forward(float64_params(net), x.astype(np.float64), masks=masks), labels)
+    assert loss == pytest.approx(want, rel=1e-5)
+    assert np.allclose(net.last_logits(BATCH), ref_forward(float64_params(net), x.astype(np.float64), masks=masks),
+                       rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_gradients_match_central_differences_of_the_float64_reference(batch):
+    """Every parameter gradient of the float32 network against central differences of the float64
+    reference loss, with the same dropout masks.
+
+    Why this check: differencing the float32 network itself would need eps ~1e-2 to rise above
+    float32 rounding of the loss (~1e-7 / eps), and its truncation error would then swamp a tight
+    tolerance. Differencing the float64 reference (eps 1e-6) gives derivatives accurate to ~1e-9,
+    so the tolerance below only has to cover the float32 rounding of the analytic gradients.
+    Per tensor: one directional derivative along a random +-1 direction (tests every element at
+    once) and the entries with the largest and a random nonzero gradient.
+    """
+    net = refnet.AlexNet(**SMALL, seed=5)
+    x, labels = batch
+    masks = training_masks(net, BATCH)
+    net.forward_backward(x, labels)
+    grads = net.grad_dict()
+    params = float64_params(net)
+    stages = ref_stages(masks=masks)
+
+    # the input of every stage with unperturbed parameters, so a perturbed layer re-runs from there
+    inputs = [x.astype(np.float64)]
+    for _, stage in stages[:-1]:
+        inputs.append(stage(inputs[-1], params))
+
+    def loss_from(first, p):
+        h = inputs[first]
+        for _, stage in stages[first:]:
+            h = stage(h, p)
+        return ref_loss(h, labels)
+
+    rng = np.random.default_rng(0)
+    eps = 1e-6
+    for first, (layer, _) in enumerate(stages):
+        for name in (f"{layer}.weight", f"{layer}.bias"):
+            g = grads[name].astype(np.float64)
+            scale = float(np.abs(g).max())
+            assert scale > 0, f"{name}: gradient is all zero"
+            base = params[name]
+
+            def loss_at(value):
+                return loss_from(first, {**params, name: value})
+
+            # a step small enough that no pre-activation moves by more than ~1e-6 (fan-in x step),
+            # so the difference never straddles a ReLU or max-pool kink
+            step = eps / 10 / np.sqrt(base.size / base.shape[0])
+            direction = rng.choice([-1.0, 1.0], size=base.shape)
+            numeric = (loss_at(base + step * direction) - loss_at(base - step * direction)) / (2 * step)
+            analytic = float(np.sum(g * direction))
+            assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-4 * scale * np.sqrt(g.size)), name
+
+            nonzero = np.flatnonzero(g)
+            for index in {int(np.argmax(np.abs(g))), int(rng.choice(nonzero))}:
+                bump = np.zeros(base.size)
+                bump[index] = eps
+                bump = bump.reshape(base.shape)
+                numeric = (loss_at(base + bump) - loss_at(base - bump)) / (2 * eps)
+                analytic = g.reshape(-1)[index]
+                assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-4 * scale), f"{name}[{index}]"
+
+
+def test_every_gradient_is_written_each_step(batch):
+    net = refnet.AlexNet(**SMALL, seed=5)
+    x, labels = batch
+    net.flat_grads[...] = np.nan  # an entry no backward writes stays NaN
+    net.forward_backward(x, labels)
+    assert np.isfinite(net.flat_grads).all()
+
+
+def test_a_step_reuses_its_buffers(small_net, batch):
+    x, labels = batch
+    small_net.forward_backward(x, labels)
+    ws = small_net._workspaces[BATCH]
+    arrays = [*ws.acts, *ws.d_out, *ws.argmax.values(), *ws.scale.values(), *ws.mask.values(), ws.probs]
+    small_net.forward_backward(x, labels)
+    assert small_net._workspaces[BATCH] is ws
+    after = [*ws.acts, *ws.d_out, *ws.argmax.values(), *ws.scale.values(), *ws.mask.values(), ws.probs]
+    assert all(a is b for a, b in zip(arrays, after))
+    logits = small_net.forward(x)
+    assert not np.shares_memory(logits, ws.acts[-1])  # the caller gets a copy it may keep
+
+
+def test_another_batch_size_gets_its_own_buffers(small_net, batch):
+    x, labels = batch
+    one = small_net.forward(x[:1])
+    assert np.allclose(one, small_net.forward(x)[:1], rtol=1e-5, atol=1e-6)
+    assert {1, BATCH} <= set(small_net._workspaces)
+
+
+def test_dropout_masks_are_reproducible_from_the_step(batch):
+    x, labels = batch
+    run = refnet.AlexNet(**SMALL, seed=9)
+    run.forward_backward(x, labels)
+    first = run.grad_dict()
+    run.forward_backward(x, labels)  # step 1: new masks, same parameters
+    second = run.grad_dict()
+    assert not np.array_equal(first["fc7.weight"], second["fc7.weight"])
+
+    resumed = refnet.AlexNet(**SMALL, seed=9)
+    resumed.step = 1
+    resumed.forward_backward(x, labels)
+    assert all(np.array_equal(second[name], g) for name, g in resumed.grad_dict().items())
+
+
+def test_no_dropout_network_is_deterministic_in_training(batch):
+    x, labels = batch
+    net = refnet.AlexNet(**SMALL, dropout=0.0, seed=4)
+    assert_logits_close(net.forward(x, train=True), ref_forward(float64_params(net), x.astype(np.float64), drop=0))
+    assert net.forward_backward(x, labels) == net.forward_backward(x, labels)
