@@ -1,0 +1,128 @@
+"""refnet convert: same inputs give the same bytes (any number of workers), a run killed with SIGKILL
+resumes to exactly the uninterrupted result, and a different run never mixes into an OUT."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import data_fixtures as fx
+from data_tools.convert import convert
+from data_tools.shards import DatasetError, read_manifest, sha256_file
+
+SIZE = 32
+
+
+def output_digests(out):
+    """{file name: sha256} of everything a conversion leaves in OUT (shards, stats, manifest, bookkeeping)."""
+    files = glob.glob(os.path.join(out, "*")) + glob.glob(os.path.join(out, ".convert", "*"))
+    return {os.path.relpath(p, out): sha256_file(p) for p in files if os.path.isfile(p)}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    src = str(tmp_path_factory.mktemp("resume") / "src")
+    fx.make_class_tree(src, {"a": 14, "b": 13, "c": 13}, size=(72, 54))
+    (open(os.path.join(src, "b", "broken.jpg"), "wb")).write(b"\xff\xd8\xff\xe0 not really")
+    return src
+
+
+@pytest.fixture(scope="module")
+def clean_run(source, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("clean") / "out")
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    return out
+
+
+def test_same_inputs_same_bytes(source, clean_run, tmp_path):
+    out = str(tmp_path / "again")
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    assert output_digests(out) == output_digests(clean_run)
+
+
+def test_two_workers_write_the_same_bytes(source, clean_run, tmp_path):
+    out = str(tmp_path / "parallel")
+    convert(out, train=source, size=SIZE, shard_size=4, workers=2, quiet=True)
+    assert output_digests(out) == output_digests(clean_run)
+
+
+def test_seed_changes_the_order_only(source, clean_run, tmp_path):
+    out = str(tmp_path / "seed1")
+    convert(out, train=source, size=SIZE, shard_size=4, seed=1, workers=1, quiet=True)
+    a, b = read_manifest(out)["splits"]["train"], read_manifest(clean_run)["splits"]["train"]
+    assert a["count"] == b["count"] == 40 and a["skipped"] == b["skipped"]
+    assert [s["sha256"] for s in a["shards"]] != [s["sha256"] for s in b["shards"]]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(source, clean_run, tmp_path, capsys):
+    out = str(tmp_path / "killed")
+    command = [sys.executable, "-m", "data_tools.convert", out, "--train", source, "--size", str(SIZE),
+               "--shard-size", "4", "--workers", "1", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    second_sidecar = os.path.join(out, ".convert", "train-00001.json")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(second_sidecar) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    assert not os.path.exists(os.path.join(out, "manifest.json"))  # killed mid-run
+
+    manifest = convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    summary = capsys.readouterr().out
+    kept = int(summary.split(" now, ")[1].split(" kept")[0])
+    assert kept >= 2 and manifest["splits"]["train"]["count"] == 40
+    assert not glob.glob(os.path.join(out, "*.tmp"))
+    assert output_digests(out) == output_digests(clean_run)
+
+
+def test_damaged_or_half_written_shards_are_redone(source, clean_run, tmp_path, capsys):
+    out = str(tmp_path / "damaged")
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    with open(os.path.join(out, "train-00002.h5"), "r+b") as f:  # flip a byte inside
+        f.seek(-100, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-100, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.remove(os.path.join(out, "train-00005.h5"))
+    with open(os.path.join(out, "train-00006.h5.tmp"), "wb") as f:
+        f.write(b"half a shard")
+    with open(os.path.join(out, "train-00099.h5"), "wb") as f:  # past the plan: removed
+        f.write(b"stale")
+    os.remove(os.path.join(out, "manifest.json"))
+    capsys.readouterr()
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    redone = sum(s["count"] for s in read_manifest(clean_run)["splits"]["train"]["shards"]
+                 if s["file"] in ("train-00002.h5", "train-00005.h5"))
+    assert f"({redone} now," in capsys.readouterr().out  # only those two shards converted again
+    assert output_digests(out) == output_digests(clean_run)
+
+
+def test_different_options_refused_unless_overwrite(source, clean_run, tmp_path, capsys):
+    out = str(tmp_path / "opts")
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    before = output_digests(out)
+    with pytest.raises(DatasetError, match=r"different options: train split \(image_size 32 -> 40; shard_size 4 -> 1024\).*--overwrite"):
+        convert(out, train=source, size=40, workers=1, quiet=True)
+    from refnet.cli import main as refnet_main
+
+    rc = refnet_main(["convert", out, "--train", source, "--size", str(SIZE), "--shard-size", "4", "--seed", "3",
+                      "--workers", "1", "--quiet"])
+    assert rc == 2 and "seed 0 -> 3" in capsys.readouterr().err
+    assert output_digests(out) == before  # nothing touched
+
+    manifest = convert(out, train=source, size=40, shard_size=8, workers=1, overwrite=True, quiet=True)
+    assert manifest["image_size"] == 40 and len(manifest["splits"]["train"]["shards"]) == 6  # 41 inputs
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "train-*"))) == [
+        f"train-{i:05d}.h5" for i in range(6)]
+
+
+def test_val_alone_must_match_image_size(source, clean_run, tmp_path):
+    val = str(tmp_path / "val")
+    fx.make_class_tree(val, {"a": 1, "c": 1}, seed=4)
+    with pytest.raises(DatasetError, match="--size 40 differs from the train split's image_size 32"):
+        convert(clean_run, val=val, size=40, workers=1, quiet=True)
