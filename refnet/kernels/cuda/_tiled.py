@@ -177,6 +177,18 @@ def _workspace(count):
     return _WORKSPACE[0]
 
 
+_ZERO_BIAS = {}
+
+
+def bias_or_zeros(b, count):
+    """`b`, or (when None) a cached device array of `count` zeros: stores always get a bias array."""
+    if b is not None:
+        return b
+    if count not in _ZERO_BIAS:
+        _ZERO_BIAS[count] = cuda.to_device(np.zeros(count, dtype=np.float32))
+    return _ZERO_BIAS[count]
+
+
 def choose_splits(M, N, K, groups):
     """How many ranges to split K into so that the launch fills the GPU (1 when it already does)."""
     tiles = math.ceil(M / TILE_M) * math.ceil(N / TILE_N) * groups

@@ -19,7 +19,18 @@ from numba import cuda, float32
 from . import _tiled
 
 
-def _make_transpose_case(trans_a, trans_b):
+@cuda.jit(device=True, inline=True)
+def _store_alpha_beta(c, bias, geom, g, m, n, value, alpha, beta):
+    if beta == float32(0.0):
+        c[m, n] = alpha * value
+    else:
+        c[m, n] = alpha * value + beta * c[m, n]
+
+
+def make_gemm_kernels(trans_a, trans_b, store=_store_alpha_beta):
+    """The tiled kernels for one transpose case, writing each element of c through `store`
+    (alpha/beta by default; linear's adds a bias)."""
+
     @cuda.jit(device=True, inline=True)
     def load_a(a, geom, g, m, k):
         if trans_a:
@@ -32,13 +43,6 @@ def _make_transpose_case(trans_a, trans_b):
             return b[n, k]
         return b[k, n]
 
-    @cuda.jit(device=True, inline=True)
-    def store(c, bias, geom, g, m, n, value, alpha, beta):
-        if beta == float32(0.0):
-            c[m, n] = alpha * value
-        else:
-            c[m, n] = alpha * value + beta * c[m, n]
-
     return _tiled.make_tiled_matmul(load_a, load_b, store, a_k_fastest=not trans_a, b_k_fastest=trans_b)
 
 
@@ -48,7 +52,7 @@ _KERNELS = {}
 def _kernels(trans_a, trans_b):
     key = (bool(trans_a), bool(trans_b))
     if key not in _KERNELS:
-        _KERNELS[key] = _make_transpose_case(*key)
+        _KERNELS[key] = make_gemm_kernels(*key)
     return _KERNELS[key]
 
 

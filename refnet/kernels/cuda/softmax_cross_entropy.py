@@ -22,23 +22,9 @@ import numpy as np
 from numba import cuda, float32, int32
 
 from ._grid import elementwise_grid
+from ._reduce import THREADS, block_reduce
 
-ROW_THREADS = 256  # a power of two, for the tree reduction
-
-
-@cuda.jit(device=True, inline=True)
-def _block_reduce(values, tid, take_max):
-    # values: shared (ROW_THREADS,); afterwards values[0] holds the result, seen by every thread.
-    width = ROW_THREADS // 2
-    while width > 0:
-        if tid < width:
-            if take_max:
-                values[tid] = max(values[tid], values[tid + width])
-            else:
-                values[tid] += values[tid + width]
-        cuda.syncthreads()
-        width //= 2
-    return values[0]
+ROW_THREADS = THREADS
 
 
 @cuda.jit
@@ -53,7 +39,7 @@ def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
         m = max(m, logits[i, j])
     values[tid] = m
     cuda.syncthreads()
-    m = _block_reduce(values, tid, True)
+    m = block_reduce(values, tid, True)
     cuda.syncthreads()  # everyone has read values[0] before it is overwritten
 
     total = float32(0.0)
@@ -63,7 +49,7 @@ def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
         total += e
     values[tid] = total
     cuda.syncthreads()
-    total = _block_reduce(values, tid, False)
+    total = block_reduce(values, tid, False)
 
     inv_total = float32(1.0) / total
     for j in range(tid, K, ROW_THREADS):

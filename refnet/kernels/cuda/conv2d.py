@@ -1,0 +1,255 @@
+"""2-D convolution (cross-correlation) on the GPU, with zero padding, stride and groups.
+
+    y[n, k, p, q] = b[k] + sum_{c < C/G, r < R, s < S} w[k, c, r, s] * x[n, g*C/G + c, p*stride - pad + r, q*stride - pad + s]
+                    where g = k // (K/G) is k's group and x is 0 outside the image
+    dx[n, g*C/G + c, h, w] = sum over k in group g, r, s with h = p*stride - pad + r, w = q*stride - pad + s
+                             of w[k, c, r, s] * dy[n, k, p, q]
+    dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, g*C/G + c, p*stride - pad + r, q*stride - pad + s]
+    db[k]          = sum_{n, p, q} dy[n, k, p, q]
+
+Layout: x, dx (N, C, H, W); w, dw (K, C/G, R, S); b, db (K,); y, dy (N, K, P, Q) with
+P = (H + 2*pad - R)//stride + 1, Q = (W + 2*pad - S)//stride + 1. float32, C-contiguous device
+arrays. b may be None (no bias); dx may be None (skip the data gradient, e.g. for the first layer).
+
+Fast path: implicit GEMM on the tiled, register-blocked kernel of `_tiled` (no im2col buffer: the
+tile copy gathers straight from the image), one launch per pass with the groups on blockIdx.z:
+
+    pass             M (rows)   N (columns)      K (reduction)    A            B
+    forward          K/G        N*P*Q            C/G*R*S          w            x gathered
+    backward data    C/G        N*H*W            K/G*R*S          w regathered dy scattered back
+    backward filter  K/G        C/G*R*S          N*P*Q            dy           x gathered
+
+Backward filter reduces over the whole batch with few output tiles, so it is split over K
+(deterministic partial sums, see `_tiled`). The bias gradient is a per-channel tree reduction.
+The *_reference launchers are the simple kernels the fast path is tested against: one thread per
+output element, the formula as plain loops.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float32, int32
+
+from . import _tiled
+from ._grid import elementwise_grid, unflatten4
+from ._reduce import channel_sum
+
+# geom = (N, C, H, W, K, R, S, P, Q, stride, pad, C/G, K/G), all int32
+
+
+@cuda.jit(device=True, inline=True)
+def _image_at(x, geom, g, c, r, s, n, p, q):
+    """x[n, g*C/G + c, p*stride - pad + r, q*stride - pad + s], 0 in the padding."""
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    h = p * stride - pad + r
+    w = q * stride - pad + s
+    if h < 0 or h >= H or w < 0 or w >= W:
+        return float32(0.0)
+    return x[n, g * Cg + c, h, w]
+
+
+@cuda.jit(device=True, inline=True)
+def _split_crs(geom, index):
+    """(c, r, s) of a flat index into (any, R, S): (C/G, R, S) for w's columns, (K/G, R, S) too."""
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    c = index // (R * S)
+    rs = index - c * (R * S)
+    r = rs // S
+    return c, r, rs - r * S
+
+
+@cuda.jit(device=True, inline=True)
+def _split_npq(geom, index):
+    """(n, p, q) of a flat index into (N, P, Q)."""
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    n = index // (P * Q)
+    pq = index - n * (P * Q)
+    p = pq // Q
+    return n, p, pq - p * Q
+
+
+# --- forward: y (K/G x N*P*Q) = w (K/G x C/G*R*S) @ gathered x ---------------------------------
+
+
+@cuda.jit(device=True, inline=True)
+def _forward_load_w(w2, geom, g, m, kd):
+    Kg = geom[12]
+    return w2[g * Kg + m, kd]
+
+
+@cuda.jit(device=True, inline=True)
+def _forward_load_x(x, geom, g, kd, col):
+    c, r, s = _split_crs(geom, kd)
+    n, p, q = _split_npq(geom, col)
+    return _image_at(x, geom, g, c, r, s, n, p, q)
+
+
+@cuda.jit(device=True, inline=True)
+def _forward_store(y, bias, geom, g, m, col, value, alpha, beta):
+    n, p, q = _split_npq(geom, col)
+    k = g * geom[12] + m
+    y[n, k, p, q] = value + bias[k]
+
+
+# --- backward data: dx (C/G x N*H*W) = w^T (C/G x K/G*R*S) @ dy scattered back ------------------
+
+
+@cuda.jit(device=True, inline=True)
+def _data_load_w(w3, geom, g, m, kd):
+    RS = geom[5] * geom[6]
+    kk = kd // RS
+    return w3[g * geom[12] + kk, m, kd - kk * RS]
+
+
+@cuda.jit(device=True, inline=True)
+def _data_load_dy(dy, geom, g, kd, col):
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    kk, r, s = _split_crs(geom, kd)
+    n = col // (H * W)
+    h = (col // W) % H
+    w = col % W
+    # (h, w) is tap (r, s) of output (p, q) iff h = p*stride - pad + r, w = q*stride - pad + s
+    ph = h + pad - r
+    qw = w + pad - s
+    if ph < 0 or qw < 0 or ph % stride != 0 or qw % stride != 0:
+        return float32(0.0)
+    p = ph // stride
+    q = qw // stride
+    if p >= P or q >= Q:
+        return float32(0.0)
+    return dy[n, g * Kg + kk, p, q]
+
+
+@cuda.jit(device=True, inline=True)
+def _data_store(dx, bias, geom, g, m, col, value, alpha, beta):
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    n = col // (H * W)
+    dx[n, g * Cg + m, (col // W) % H, col % W] = value
+
+
+# --- backward filter: dw (K/G x C/G*R*S) = dy (K/G x N*P*Q) @ gathered x^T ---------------------
+
+
+@cuda.jit(device=True, inline=True)
+def _filter_load_dy(dy3, geom, g, m, kd):
+    PQ = geom[7] * geom[8]
+    n = kd // PQ
+    return dy3[n, g * geom[12] + m, kd - n * PQ]
+
+
+@cuda.jit(device=True, inline=True)
+def _filter_load_x(x, geom, g, kd, col):
+    n, p, q = _split_npq(geom, kd)
+    c, r, s = _split_crs(geom, col)
+    return _image_at(x, geom, g, c, r, s, n, p, q)
+
+
+@cuda.jit(device=True, inline=True)
+def _filter_store(dw2, bias, geom, g, m, col, value, alpha, beta):
+    dw2[g * geom[12] + m, col] = value
+
+
+_FORWARD = _tiled.make_tiled_matmul(_forward_load_w, _forward_load_x, _forward_store, a_k_fastest=True, b_k_fastest=False)
+_DATA = _tiled.make_tiled_matmul(_data_load_w, _data_load_dy, _data_store, a_k_fastest=True, b_k_fastest=False)
+_FILTER = _tiled.make_tiled_matmul(_filter_load_dy, _filter_load_x, _filter_store, a_k_fastest=True, b_k_fastest=True)
+
+def _geometry(x, w, stride, pad, groups):
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P = (H + 2 * pad - R) // stride + 1
+    Q = (W + 2 * pad - S) // stride + 1
+    return (N, C, H, W, K, R, S, P, Q, stride, pad, Cg, K // groups)
+
+
+def conv2d_forward(y, x, w, b, stride, pad, groups):
+    geom = _geometry(x, w, stride, pad, groups)
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    _tiled.launch(
+        _FORWARD, y, w.reshape(K, Cg * R * S), x, _tiled.bias_or_zeros(b, K), geom, Kg, N * P * Q, Cg * R * S, groups
+    )
+
+
+def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
+    geom = _geometry(x, w, stride, pad, groups)
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    if dx is not None:
+        _tiled.launch(_DATA, dx, w.reshape(K, Cg, R * S), dy, dx, geom, Cg, N * H * W, Kg * R * S, groups)
+    _tiled.launch(_FILTER, dw.reshape(K, Cg * R * S), dy.reshape(N, K, P * Q), x, dw, geom, Kg, Cg * R * S, N * P * Q, groups)
+    if db is not None:
+        channel_sum(db, dy.reshape(N, K, P * Q))
+
+
+# --- reference kernels: one thread per output element ------------------------------------------
+
+
+@cuda.jit
+def _forward_reference_kernel(y, x, w, bias, geom):
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(start, y.size, step):
+        n, k, p, q = unflatten4(flat, K, P, Q)
+        g = k // Kg
+        total = float32(0.0)
+        for c in range(Cg):
+            for r in range(R):
+                for s in range(S):
+                    total += w[k, c, r, s] * _image_at(x, geom, g, c, r, s, n, p, q)
+        y[n, k, p, q] = total + bias[k]
+
+
+@cuda.jit
+def _data_reference_kernel(dx, w, dy, geom):
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(start, dx.size, step):
+        n, ci, h, w_ = unflatten4(flat, C, H, W)
+        g = ci // Cg
+        c = ci - g * Cg
+        total = float32(0.0)
+        for kk in range(Kg):
+            k = g * Kg + kk
+            for p in range(P):
+                for q in range(Q):
+                    r = h - p * stride + pad
+                    s = w_ - q * stride + pad
+                    if 0 <= r < R and 0 <= s < S:
+                        total += w[k, c, r, s] * dy[n, k, p, q]
+        dx[n, ci, h, w_] = total
+
+
+@cuda.jit
+def _filter_reference_kernel(dw, x, dy, geom):
+    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(start, dw.size, step):
+        k, c, r, s = unflatten4(flat, Cg, R, S)
+        g = k // Kg
+        total = float32(0.0)
+        for n in range(N):
+            for p in range(P):
+                for q in range(Q):
+                    total += dy[n, k, p, q] * _image_at(x, geom, g, c, r, s, n, p, q)
+        dw[k, c, r, s] = total
+
+
+def _int32_geometry(x, w, stride, pad, groups):
+    return tuple(np.int32(v) for v in _geometry(x, w, stride, pad, groups))
+
+
+def conv2d_forward_reference(y, x, w, b, stride, pad, groups):
+    """Same contract as conv2d_forward; one thread per element of y."""
+    blocks, threads = elementwise_grid(y.size)
+    _forward_reference_kernel[blocks, threads](y, x, w, _tiled.bias_or_zeros(b, w.shape[0]), _int32_geometry(x, w, stride, pad, groups))
+
+
+def conv2d_backward_reference(dx, dw, db, x, w, dy, stride, pad, groups):
+    """Same contract as conv2d_backward; one thread per element of dx and of dw."""
+    geom = _int32_geometry(x, w, stride, pad, groups)
+    if dx is not None:
+        blocks, threads = elementwise_grid(dx.size)
+        _data_reference_kernel[blocks, threads](dx, w, dy, geom)
+    blocks, threads = elementwise_grid(dw.size)
+    _filter_reference_kernel[blocks, threads](dw, x, dy, geom)
+    if db is not None:
+        N, K, P, Q = dy.shape
+        channel_sum(db, dy.reshape(N, K, P * Q))
