@@ -1,0 +1,229 @@
+"""The benchmark's results: one Row per case, the targets they are judged by, and three outputs
+(a text table, JSON, and a PNG bar chart of the ratios).
+
+Convention, stated in every output: ratio = peer ms / refnet ms, so > 1 means refnet is faster.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+RATIO_CONVENTION = "ratio = peer ms / refnet ms (> 1: refnet faster)"
+
+
+@dataclass
+class Row:
+    op: str
+    name: str
+    shape: str
+    ms: Optional[float] = None
+    rate: Optional[float] = None          # GFLOP/s or TFLOP/s, GB/s, or images/s
+    rate_unit: str = ""
+    peer: str = "n/a"
+    peer_ms: Optional[float] = None
+    stream_ms: Optional[float] = None     # memory-bound ops: their bytes once at the copy bandwidth
+    status: str = "ok"                    # ok, unchecked: ..., MISMATCH: ..., ERROR: ...
+    samples_ms: list = field(default_factory=list)
+    peer_samples_ms: list = field(default_factory=list)
+    images: int = 0
+
+    @property
+    def ratio(self) -> Optional[float]:
+        if self.ms and self.peer_ms:
+            return self.peer_ms / self.ms
+        return None
+
+    @property
+    def ratio_of_minima(self) -> Optional[float]:
+        """peer's fastest call / refnet's fastest: less sensitive than the medians to other
+        processes on a shared machine."""
+        if self.samples_ms and self.peer_samples_ms:
+            return min(self.peer_samples_ms) / min(self.samples_ms)
+        return None
+
+    @property
+    def x_stream(self) -> Optional[float]:
+        if self.ms and self.stream_ms:
+            return self.ms / self.stream_ms
+        return None
+
+    @property
+    def images_per_s(self) -> Optional[float]:
+        return self.images / (self.ms * 1e-3) if self.images and self.ms else None
+
+    @property
+    def peer_images_per_s(self) -> Optional[float]:
+        return self.images / (self.peer_ms * 1e-3) if self.images and self.peer_ms else None
+
+
+def _fmt(value, spec, missing="n/a"):
+    return missing if value is None else format(value, spec)
+
+
+def _rate_text(row: Row) -> str:
+    if row.rate is None:
+        return "n/a"
+    text = f"{row.rate:.3g} {row.rate_unit}"
+    if row.images_per_s is not None:
+        text = f"{row.images_per_s:.1f} img/s, " + text
+    return text
+
+
+def format_table(rows, bandwidth_gbs: Optional[float] = None) -> str:
+    """A plain-text table for the terminal (also valid Markdown)."""
+    header = ["op", "shape", "ms", "rate", "x stream", "peer", "peer ms", "ratio", "ratio (min)", "check"]
+    lines = [header]
+    for r in rows:
+        lines.append([r.name, r.shape, _fmt(r.ms, ".3f"), _rate_text(r), _fmt(r.x_stream, ".2f", ""),
+                      r.peer, _fmt(r.peer_ms, ".3f"), _fmt(r.ratio, ".2f"), _fmt(r.ratio_of_minima, ".2f"),
+                      r.status])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    notes = [RATIO_CONVENTION + "; ms and ratio use the median of the timed calls after warm-up,"
+             " ratio (min) the fastest call of each side."]
+    if bandwidth_gbs:
+        notes.append(f"x stream = ms / (bytes read + written once at the measured copy bandwidth "
+                     f"{bandwidth_gbs:.1f} GB/s); the target for memory-bound ops is <= 2.")
+    return "\n".join(notes + [""] + out)
+
+
+def _rows_named(rows, op, suffix=None):
+    return [r for r in rows if r.op == op and r.ms and (suffix is None or r.name.endswith(suffix))]
+
+
+def _target(name, value_text, met, detail=""):
+    return {"target": name, "measured": value_text, "met": met, "detail": detail}
+
+
+def cpu_targets(rows, jit=None, peak_gflops=None):
+    """Issue 6's targets, judged from the rows of one run."""
+    out = []
+    gemms = [r for r in _rows_named(rows, "gemm") if r.ratio]
+    if gemms:
+        worst = min(gemms, key=lambda r: r.ratio)
+        detail = ", ".join(f"{r.name} {r.ratio:.2f}" for r in gemms)
+        out.append(_target("GEMM on the FC shapes >= 0.8x numpy matmul", f"worst {worst.ratio:.2f} ({worst.name})",
+                           worst.ratio >= 0.8, detail))
+    else:
+        out.append(_target("GEMM on the FC shapes >= 0.8x numpy matmul", "not measured", None))
+
+    convs = [r for r in _rows_named(rows, "conv") if r.peer_ms and
+             (r.name.endswith(" fwd") or r.name.endswith("bwd-data+filter"))]
+    if convs:
+        ours, theirs = sum(r.ms for r in convs), sum(r.peer_ms for r in convs)
+        detail = "; ".join(f"{r.name} {r.ratio:.2f}" for r in convs)
+        out.append(_target("conv1-5 fwd + bwd-data + bwd-filter total time <= 1.0x PyTorch CPU",
+                           f"refnet {ours:.0f} ms vs torch {theirs:.0f} ms: ratio {theirs / ours:.2f}",
+                           theirs / ours >= 1.0, detail))
+    else:
+        out.append(_target("conv1-5 total time <= 1.0x PyTorch CPU", "not measured", None))
+
+    for op in ("maxpool", "lrn", "relu", "dropout"):
+        measured = [r for r in _rows_named(rows, op) if r.x_stream]
+        if not measured:
+            out.append(_target(f"{op} within 2x of streaming its bytes", "not measured", None))
+            continue
+        worst = max(measured, key=lambda r: r.x_stream)
+        out.append(_target(f"{op} within 2x of streaming its bytes once",
+                           f"worst {worst.x_stream:.2f}x ({worst.name})", worst.x_stream <= 2.0,
+                           ", ".join(f"{r.name} {r.x_stream:.2f}x" for r in measured)))
+
+    for name, label in (("train step", "training step"), ("forward", "forward only")):
+        steps = [r for r in _rows_named(rows, "step") if r.name == name]
+        if not steps or steps[0].ratio is None:
+            out.append(_target(f"{label} images/s >= 1.0x PyTorch CPU", "not measured", None))
+            continue
+        r = steps[0]
+        share = ""
+        if peak_gflops and r.rate:
+            peer_rate = r.rate * r.ratio
+            share = (f"; refnet {r.rate:.1f} GFLOP/s = {100 * r.rate / peak_gflops:.0f}% of the stated peak "
+                     f"{peak_gflops:.0f} GFLOP/s, torch {peer_rate:.1f} GFLOP/s = {100 * peer_rate / peak_gflops:.0f}%")
+        out.append(_target(f"{label} images/s >= 1.0x PyTorch CPU",
+                           f"refnet {r.images_per_s:.2f} img/s vs torch {r.peer_images_per_s:.2f} img/s: "
+                           f"ratio {r.ratio:.2f}", r.ratio >= 1.0, share.lstrip("; ")))
+
+    if jit:
+        warm = jit["warm"]["to_first_step_end_s"]
+        cold = jit["cold"]["to_first_step_end_s"]
+        out.append(_target("first training step after a start < 60 s with the Numba cache warm",
+                           f"warm {warm:.1f} s, cold {cold:.1f} s", warm < 60.0,
+                           f"process start to the end of the first step, batch {jit['batch']}, input {jit['input_size']}"))
+    else:
+        out.append(_target("first training step < 60 s with a warm cache", "not measured", None))
+    return out
+
+
+def cuda_targets(rows):
+    """Issue 4's targets on an H200 (fp32)."""
+    out = []
+    for layer in sorted({r.name.split()[0] for r in _rows_named(rows, "conv")}):
+        pair = [r for r in _rows_named(rows, "conv") if r.name.split()[0] == layer and r.peer_ms and
+                (r.name.endswith(" fwd") or r.name.endswith("bwd-data+filter"))]
+        if len(pair) == 2:
+            ratio = sum(r.peer_ms for r in pair) / sum(r.ms for r in pair)
+            out.append(_target(f"{layer} fwd+bwd >= 0.5x cuDNN", f"{ratio:.2f}", ratio >= 0.5))
+    gemms = [r for r in _rows_named(rows, "gemm") if r.ratio]
+    if gemms:
+        worst = min(gemms, key=lambda r: r.ratio)
+        out.append(_target("GEMM >= 0.5x cuBLAS", f"worst {worst.ratio:.2f} ({worst.name})", worst.ratio >= 0.5,
+                           ", ".join(f"{r.name} {r.ratio:.2f}" for r in gemms)))
+    steps = [r for r in _rows_named(rows, "step") if r.name == "train step"]
+    if steps:
+        r = steps[0]
+        out.append(_target("training step >= 3,000 images/s (batch 128)", f"{r.images_per_s:.0f} img/s",
+                           r.images_per_s >= 3000 and r.images == 128,
+                           f"batch {r.images}; peer {_fmt(r.peer_images_per_s, '.0f')} img/s"))
+    return out
+
+
+def format_targets(targets) -> str:
+    lines = []
+    for t in targets:
+        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
+        lines.append(f"- [{verdict}] {t['target']}: {t['measured']}")
+        if t["detail"]:
+            lines.append(f"    {t['detail']}")
+    return "\n".join(lines)
+
+
+def write_json(path, meta, rows, targets):
+    records = []
+    for r in rows:
+        record = asdict(r)
+        record.update(ratio=r.ratio, ratio_of_minima=r.ratio_of_minima, x_stream=r.x_stream, images_per_s=r.images_per_s,
+                      peer_images_per_s=r.peer_images_per_s)
+        records.append(record)
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "convention": RATIO_CONVENTION, "rows": records, "targets": targets}, f, indent=2)
+
+
+def write_png(path, rows, title):
+    """Horizontal bars of the ratio per case on a log axis, a line at 1 (parity with the peer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r.ratio]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * max(len(shown), 1)))
+    if not shown:
+        ax.text(0.5, 0.5, "no case had a peer to compare with", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        ops = sorted({r.op for r in shown}, key=[r.op for r in shown].index)
+        colours = {op: plt.get_cmap("tab10")(i % 10) for i, op in enumerate(ops)}
+        y = range(len(shown))
+        ax.barh(y, [r.ratio for r in shown], color=[colours[r.op] for r in shown])
+        ax.set_yticks(list(y), [f"{r.name} (vs {r.peer})" for r in shown], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xlabel(RATIO_CONVENTION)
+        for i, r in enumerate(shown):
+            ax.text(r.ratio, i, f" {r.ratio:.2f}", va="center", fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
