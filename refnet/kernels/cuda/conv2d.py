@@ -31,10 +31,11 @@ import numpy as np
 from numba import cuda, float32, int32
 
 from . import _tiled
-from ._grid import elementwise_grid, unflatten4
+from ._grid import elementwise_grid, unflatten3, unflatten4
 from ._reduce import channel_sum
 
-# geom = (N, C, H, W, K, R, S, P, Q, stride, pad, C/G, K/G), all int32
+# geom = (N, C, H, W, K, R, S, P, Q, stride, pad, C/G, K/G), all int32; flat indices into
+# (C/G, R, S), (K/G, R, S), (N, P, Q) and (N, H, W) are split with unflatten3.
 
 
 @cuda.jit(device=True, inline=True)
@@ -48,26 +49,6 @@ def _image_at(x, geom, g, c, r, s, n, p, q):
     return x[n, g * Cg + c, h, w]
 
 
-@cuda.jit(device=True, inline=True)
-def _split_crs(geom, index):
-    """(c, r, s) of a flat index into (any, R, S): (C/G, R, S) for w's columns, (K/G, R, S) too."""
-    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
-    c = index // (R * S)
-    rs = index - c * (R * S)
-    r = rs // S
-    return c, r, rs - r * S
-
-
-@cuda.jit(device=True, inline=True)
-def _split_npq(geom, index):
-    """(n, p, q) of a flat index into (N, P, Q)."""
-    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
-    n = index // (P * Q)
-    pq = index - n * (P * Q)
-    p = pq // Q
-    return n, p, pq - p * Q
-
-
 # --- forward: y (K/G x N*P*Q) = w (K/G x C/G*R*S) @ gathered x ---------------------------------
 
 
@@ -79,14 +60,14 @@ def _forward_load_w(w2, geom, g, m, kd):
 
 @cuda.jit(device=True, inline=True)
 def _forward_load_x(x, geom, g, kd, col):
-    c, r, s = _split_crs(geom, kd)
-    n, p, q = _split_npq(geom, col)
+    c, r, s = unflatten3(kd, geom[5], geom[6])
+    n, p, q = unflatten3(col, geom[7], geom[8])
     return _image_at(x, geom, g, c, r, s, n, p, q)
 
 
 @cuda.jit(device=True, inline=True)
 def _forward_store(y, bias, geom, g, m, col, value, alpha, beta):
-    n, p, q = _split_npq(geom, col)
+    n, p, q = unflatten3(col, geom[7], geom[8])
     k = g * geom[12] + m
     y[n, k, p, q] = value + bias[k]
 
@@ -104,10 +85,8 @@ def _data_load_w(w3, geom, g, m, kd):
 @cuda.jit(device=True, inline=True)
 def _data_load_dy(dy, geom, g, kd, col):
     N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
-    kk, r, s = _split_crs(geom, kd)
-    n = col // (H * W)
-    h = (col // W) % H
-    w = col % W
+    kk, r, s = unflatten3(kd, geom[5], geom[6])
+    n, h, w = unflatten3(col, H, W)
     # (h, w) is tap (r, s) of output (p, q) iff h = p*stride - pad + r, w = q*stride - pad + s
     ph = h + pad - r
     qw = w + pad - s
@@ -122,9 +101,8 @@ def _data_load_dy(dy, geom, g, kd, col):
 
 @cuda.jit(device=True, inline=True)
 def _data_store(dx, bias, geom, g, m, col, value, alpha, beta):
-    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
-    n = col // (H * W)
-    dx[n, g * Cg + m, (col // W) % H, col % W] = value
+    n, h, w = unflatten3(col, geom[2], geom[3])
+    dx[n, g * geom[11] + m, h, w] = value
 
 
 # --- backward filter: dw (K/G x C/G*R*S) = dy (K/G x N*P*Q) @ gathered x^T ---------------------
@@ -139,8 +117,8 @@ def _filter_load_dy(dy3, geom, g, m, kd):
 
 @cuda.jit(device=True, inline=True)
 def _filter_load_x(x, geom, g, kd, col):
-    n, p, q = _split_npq(geom, kd)
-    c, r, s = _split_crs(geom, col)
+    n, p, q = unflatten3(kd, geom[7], geom[8])
+    c, r, s = unflatten3(col, geom[5], geom[6])
     return _image_at(x, geom, g, c, r, s, n, p, q)
 
 
