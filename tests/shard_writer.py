@@ -20,12 +20,13 @@ from refnet.data.manifest import file_sha256
 FORMAT_VERSION = 1
 
 
-def write_shard(path, images, labels, split, paths=None):
+def write_shard(path, images, labels, split, paths=None, compression=None):
     n, size = images.shape[0], images.shape[1]
     if paths is None:
         paths = [f"img{i:06d}.png" for i in range(n)]
     with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=images, dtype=np.uint8, chunks=(1, size, size, 3) if n else None)
+        chunks = (1, size, size, 3) if n else None
+        f.create_dataset("images", data=images, dtype=np.uint8, chunks=chunks, compression=compression)
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int32))
         f.create_dataset("paths", data=list(paths), dtype=h5py.string_dtype("utf-8"))
         f.attrs["format_version"] = FORMAT_VERSION
@@ -53,7 +54,7 @@ def write_stats(out_dir, stats):
             f.create_dataset(name, data=value)
 
 
-def write_dataset(out_dir, splits, classes, shard_size, stats=None):
+def write_dataset(out_dir, splits, classes, shard_size, stats=None, compression=None):
     """Write `splits` = {split: (images uint8 (n,S,S,3), labels (n,))} as shards of `shard_size` images.
 
     The stats come from the "train" split unless `stats` is given. Returns the manifest dict.
@@ -67,7 +68,7 @@ def write_dataset(out_dir, splits, classes, shard_size, stats=None):
             name = f"{split}-{number:05d}.h5"
             path = os.path.join(out_dir, name)
             stop = min(start + shard_size, len(images))
-            write_shard(path, images[start:stop], labels[start:stop], split)
+            write_shard(path, images[start:stop], labels[start:stop], split, compression=compression)
             shards.append({"file": name, "count": stop - start, "sha256": file_sha256(path)})
         manifest["splits"][split] = {"count": len(images), "shards": shards, "skipped": []}
     write_stats(out_dir, stats if stats is not None else image_stats(splits["train"][0]))

@@ -18,7 +18,7 @@ from shard_writer import random_dataset, write_dataset, write_stats
 
 from refnet.data import ShardDataset
 from refnet.data import manifest as manifest_module
-from refnet.data.augment import augment_crops
+from refnet.data.augment import augment_crops, augment_crops_simple
 from refnet.data.prefetch import prefetch
 
 S, CROP = 16, 12
@@ -40,9 +40,9 @@ def quiet_stats(mean_image=None):
     }
 
 
-def write(root, images, labels, *, shard_size=7, stats=None, n_classes=None):
+def write(root, images, labels, *, shard_size=7, stats=None, n_classes=None, compression=None):
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
-    write_dataset(root, {"train": (images, labels)}, [f"c{i}" for i in range(n_classes)], shard_size, stats)
+    write_dataset(root, {"train": (images, labels)}, [f"c{i}" for i in range(n_classes)], shard_size, stats, compression)
     return ShardDataset(root, "train")
 
 
@@ -87,9 +87,10 @@ def test_kernel_matches_reference_and_is_deterministic(rng):
     augment_crops(x, *args)
     assert_all_written(x, "x")
     np.testing.assert_allclose(x, augment_crops_ref(*args, crop), rtol=0, atol=1e-3)
-    again = poisoned((k, 3, crop, crop))
-    augment_crops(again, *args)
-    assert np.array_equal(x, again)
+    for kernel in (augment_crops, augment_crops_simple):  # run to run, and fast against simple: bit for bit
+        again = poisoned((k, 3, crop, crop))
+        kernel(again, *args)
+        assert np.array_equal(x, again), kernel.__name__
 
 
 # ---- train geometry, flips and mean subtraction -------------------------------------------------
@@ -206,9 +207,10 @@ def test_same_seed_and_epoch_reproduce_other_epochs_differ(tmp_path, rng):
     images = rng.integers(0, 256, size=(30, S, S, 3), dtype=np.uint8)
     ds = write(tmp_path, images, rng.integers(0, 5, size=30).astype(np.int32), n_classes=5)
     first = all_batches(ds, 8, train=True, crop=CROP, seed=5, epoch=1)
-    again = all_batches(ds, 8, train=True, crop=CROP, seed=5, epoch=1, prefetch_depth=1)
-    for (x1, y1), (x2, y2) in zip(first, again, strict=True):
-        assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    for depth in (0, 1):
+        again = all_batches(ds, 8, train=True, crop=CROP, seed=5, epoch=1, prefetch_depth=depth)
+        for (x1, y1), (x2, y2) in zip(first, again, strict=True):
+            assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
     # a batch depends only on (seed, epoch, its number): reading the epoch again from a fresh dataset
     fresh = all_batches(ShardDataset(tmp_path, "train"), 8, train=True, crop=CROP, seed=5, epoch=1)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, fresh, strict=True))
@@ -219,9 +221,10 @@ def test_same_seed_and_epoch_reproduce_other_epochs_differ(tmp_path, rng):
     assert sorted(order1) == sorted(order2) and not np.array_equal(order1, order2)
 
 
-def test_read_returns_stored_images_in_the_requested_order(tmp_path, rng):
+@pytest.mark.parametrize("compression", [None, "gzip"])  # raw chunk copies / h5py's filtered reads
+def test_read_returns_stored_images_in_the_requested_order(tmp_path, rng, compression):
     images = rng.integers(0, 256, size=(20, S, S, 3), dtype=np.uint8)
-    ds = write(tmp_path, images, np.zeros(20, np.int32), n_classes=1)
+    ds = write(tmp_path, images, np.zeros(20, np.int32), n_classes=1, compression=compression)
     picks = [13, 2, 19, 2, 0, 7, 8, 6]  # unsorted, repeated, across shards
     np.testing.assert_array_equal(ds.read(picks), images[picks])
     assert ds.read([]).shape == (0, S, S, 3)
@@ -396,6 +399,7 @@ def test_stats_of_the_wrong_shape(small):
         (dict(seed=-1), "seed"),
         (dict(epoch=-1), "epoch"),
         (dict(ten_crop=True, train=True), "ten_crop"),
+        (dict(prefetch_depth=-1), "prefetch_depth"),
     ],
 )
 def test_bad_batch_arguments(small, kwargs, message):

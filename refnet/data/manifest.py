@@ -2,8 +2,7 @@
 
 The format (issue 3) is a contract between data_tools (the writer) and refnet.data (the reader):
     OUT/manifest.json  format_version, image_size, classes, and per split
-                       {count, shards: [{file, count, sha256}], skipped: [{path, reason}]}
-                       (the splits under a "splits" key, or as top-level keys named after them)
+                       under "splits": {split: {count, shards: [{file, count, sha256}], skipped}}
     OUT/<split>-NNNNN.h5, OUT/stats.h5 (see refnet/data/shards.py)
 
 Checksums: hashing every shard on every open would read a 250 GB ImageNet conversion each time a
@@ -36,17 +35,16 @@ def load_manifest(root):
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version!r} is unknown, this reader reads format_version {FORMAT_VERSION}")
-    for key in ("image_size", "classes"):
+    for key in ("image_size", "classes", "splits"):
         if key not in manifest:
             raise ValueError(f"{path}: missing key {key!r}")
     return manifest
 
 
 def split_entry(manifest, split, root):
-    splits = manifest.get("splits", manifest)
-    entry = splits.get(split) if isinstance(split, str) else None
+    entry = manifest["splits"].get(split) if isinstance(split, str) else None
     if not isinstance(entry, dict) or "shards" not in entry:
-        known = sorted(k for k, v in splits.items() if isinstance(v, dict) and "shards" in v)
+        known = sorted(manifest["splits"])
         raise ValueError(f"split: {split!r} is not in {root!r}, which has splits {known}")
     return entry
 

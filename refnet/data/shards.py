@@ -96,31 +96,49 @@ class ShardDataset:
         return state
 
     def _images(self, shard):
+        """The shard's `images` dataset, opened in this process, and whether its chunks are raw pixels."""
         if self._pid != os.getpid():  # forked: the parent's handles belong to the parent
             self._files, self._pid = {}, os.getpid()
-        f = self._files.get(shard)
-        if f is None:
-            f = self._files[shard] = h5py.File(self.shard_paths[shard], "r")
-        return f["images"]
+        opened = self._files.get(shard)
+        if opened is None:
+            f = h5py.File(self.shard_paths[shard], "r")
+            images = f["images"]
+            size = self.image_size
+            raw = images.chunks == (1, size, size, 3) and images.id.get_create_plist().get_nfilters() == 0
+            opened = self._files[shard] = (f, images, raw)
+        return opened[1], opened[2]
 
     def close(self):
-        for f in self._files.values():
+        """Close the h5py files this process opened (they reopen on the next read)."""
+        for f, _, _ in self._files.values():
             f.close()
         self._files = {}
 
     # ---- reading -----------------------------------------------------------------------------
 
     def _read_sorted(self, out, indices):
-        """Read images `indices` (sorted, increasing) into out[0..len-1], one h5py read per consecutive run."""
+        """Read images `indices` (sorted, increasing) into out[0..len-1].
+
+        An uncompressed one-image chunk is the image's bytes: it is copied straight into `out`
+        (read_direct_chunk, about 3x faster than a selection read); compressed shards are read
+        through h5py's filters, one read per run of consecutive images.
+        """
+        if not len(indices):
+            return
         shards = np.searchsorted(self.starts, indices, side="right") - 1
+        pixels = out.reshape(len(out), -1)
         run_start = 0
         for k in range(1, len(indices) + 1):
             if k < len(indices) and shards[k] == shards[k - 1] and indices[k] == indices[k - 1] + 1:
                 continue
             shard = int(shards[run_start])
             first = int(indices[run_start] - self.starts[shard])
-            length = k - run_start
-            self._images(shard).read_direct(out, np.s_[first : first + length], np.s_[run_start:k])
+            images, raw = self._images(shard)
+            if raw:
+                for row in range(run_start, k):
+                    images.id.read_direct_chunk((first + row - run_start, 0, 0, 0), out=pixels[row])
+            else:
+                images.read_direct(out, np.s_[first : first + k - run_start], np.s_[run_start:k])
             run_start = k
 
     def read(self, indices):
@@ -140,12 +158,18 @@ class ShardDataset:
         return np.random.default_rng([seed, epoch, _PERMUTATION_STREAM]).permutation(len(self))
 
     def batches(self, batch_size, *, train, crop=227, seed=0, epoch=0, ten_crop=False, drop_last=False, prefetch_depth=2):
-        """Yield (x, labels) for one epoch; see the module docstring for what x holds."""
+        """Yield (x, labels) for one epoch; see the module docstring for what x holds.
+
+        A background thread prepares up to `prefetch_depth` batches ahead (0: no thread, each batch
+        is made when asked for). Its kernel runs with the GIL released, so it overlaps the consumer's
+        nogil compute; with Numba's `workqueue` threading layer two threads must not launch parallel
+        kernels at once (omp and tbb allow it), use prefetch_depth=0 there.
+        """
         batch_size = check_positive_int("batch_size", batch_size)
         crop = check_positive_int("crop", crop)
         seed = check_positive_int("seed", seed, minimum=0)
         epoch = check_positive_int("epoch", epoch, minimum=0)
-        prefetch_depth = check_positive_int("prefetch_depth", prefetch_depth)
+        prefetch_depth = check_positive_int("prefetch_depth", prefetch_depth, minimum=0)
         if crop > self.image_size:
             raise ValueError(f"crop: expected at most the stored image size {self.image_size}, got {crop}")
         if ten_crop and train:
@@ -157,7 +181,8 @@ class ShardDataset:
             for number, start in enumerate(range(0, stop, batch_size))
         )
         make = self._train_batch if train else self._eval_batch
-        return prefetch((make(indices, crop, seed, epoch, number, ten_crop) for number, indices in plan), prefetch_depth)
+        batches = (make(indices, crop, seed, epoch, number, ten_crop) for number, indices in plan)
+        return prefetch(batches, prefetch_depth) if prefetch_depth else batches
 
     def _load(self, indices):
         """Stored images in sorted order, and for each position of `indices` its row in them."""
