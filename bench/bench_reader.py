@@ -1,6 +1,6 @@
 """Images/s of refnet.data's reader (HDF5 read + crop/flip/colour noise/mean, prefetched) at crop 227.
 
-    python -m bench.bench_reader [--images 512] [--batch 128] [--epochs 3] [--json PATH]
+    python -m bench.bench_reader [--images 512] [--batch 128] [--ten-crop-batch 16] [--epochs 3] [--json PATH]
 
 Writes `--images` random 256x256 images as shards (tests/shard_writer.py, the format contract) in
 a temporary folder, then times whole epochs of `ShardDataset.batches` for training (random
@@ -86,6 +86,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--shard-size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--ten-crop-batch", type=int, default=16, help="10 crops of 227: 6 MB per image")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
@@ -103,7 +104,7 @@ def main(argv=None):
             "refnet train": lambda e: ds.batches(b, train=True, crop=CROP, epoch=e),
             "numpy train (peer)": lambda e: numpy_train_batches(ds, b, 0, e),
             "refnet eval centre": lambda e: ds.batches(b, train=False, crop=CROP),
-            "refnet eval 10-crop": lambda e: ds.batches(b, train=False, crop=CROP, ten_crop=True),
+            "refnet eval 10-crop": lambda e: ds.batches(args.ten_crop_batch, train=False, crop=CROP, ten_crop=True),
         }
         rates = {name: images_per_second(make, args.epochs) for name, make in tqdm(cases.items(), desc="cases", leave=False)}
 

@@ -60,7 +60,8 @@ class ShardDataset:
         counts = [int(shard["count"]) for shard in entry["shards"]]
         if sum(counts) != int(entry.get("count", sum(counts))):
             raise ValueError(f"manifest: split {split!r} count {entry['count']} != sum of its shard counts {sum(counts)}")
-        self.labels = np.concatenate([self._check_shard(p, n) for p, n in zip(self.shard_paths, counts)] or [np.empty(0, np.int32)])
+        labels = [self._check_shard(path, count) for path, count in zip(self.shard_paths, counts)]
+        self.labels = np.concatenate(labels) if labels else np.empty(0, np.int32)
         # shard s holds images starts[s] .. starts[s + 1] - 1
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.stats = load_stats(self.root, self.image_size)
@@ -176,12 +177,11 @@ class ShardDataset:
             raise ValueError("ten_crop: only for evaluation (train=False)")
         order = self.epoch_order(train=train, seed=seed, epoch=epoch)
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
-        plan = (
-            (number, order[start : start + batch_size])
-            for number, start in enumerate(range(0, stop, batch_size))
-        )
-        make = self._train_batch if train else self._eval_batch
-        batches = (make(indices, crop, seed, epoch, number, ten_crop) for number, indices in plan)
+        plan = enumerate(order[start : start + batch_size] for start in range(0, stop, batch_size))
+        if train:
+            batches = (self._train_batch(indices, crop, [seed, epoch, _BATCH_STREAM, number]) for number, indices in plan)
+        else:
+            batches = (self._eval_batch(indices, crop, ten_crop) for _, indices in plan)
         return prefetch(batches, prefetch_depth) if prefetch_depth else batches
 
     def _load(self, indices):
@@ -194,10 +194,10 @@ class ShardDataset:
         row_of[order] = np.arange(len(indices))
         return stored, row_of
 
-    def _train_batch(self, indices, crop, seed, epoch, number, _ten_crop):
+    def _train_batch(self, indices, crop, rng_seed):
         stored, row_of = self._load(indices)
         n, room = len(indices), self.image_size - crop + 1
-        rng = np.random.default_rng([seed, epoch, _BATCH_STREAM, number])
+        rng = np.random.default_rng(rng_seed)  # drawn in this order: top, left, flip, alpha
         top = rng.integers(0, room, size=n, dtype=np.int64)
         left = rng.integers(0, room, size=n, dtype=np.int64)
         flip = rng.integers(0, 2, size=n, dtype=np.uint8)
@@ -206,7 +206,7 @@ class ShardDataset:
         self._run_kernel(x, stored, row_of, top, left, flip, alpha)
         return x, self.labels[indices]
 
-    def _eval_batch(self, indices, crop, _seed, _epoch, _number, ten_crop):
+    def _eval_batch(self, indices, crop, ten_crop):
         stored, row_of = self._load(indices)
         n, views = len(indices), (10 if ten_crop else 1)
         top, left, flip = crop_windows(self.image_size, crop, ten_crop)
