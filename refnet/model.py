@@ -345,6 +345,16 @@ class AlexNet:
             del self._workspaces[next(iter(self._workspaces))]
         return ws
 
+    @property
+    def step(self):
+        """Training steps taken: forward_backward's count, which picks the dropout masks. A trainer
+        resuming from a checkpoint sets it to the checkpoint's step."""
+        return self._step
+
+    @step.setter
+    def step(self, value):
+        self._step = check_positive_int("step", value, minimum=0)
+
     # ------------------------------------------------------------------ information
     def param_count(self):
         return self._size
@@ -448,7 +458,10 @@ class AlexNet:
         return logits if is_device_array(x) else logits.copy_to_host()
 
     def last_logits(self, n):
-        """A numpy copy of the logits of the last forward pass over a batch of size n."""
+        """A numpy copy of the logits of the last forward pass (or forward_backward) over a batch
+        of size n."""
+        if n not in self._workspaces:
+            raise ValueError(f"n: no forward pass over a batch of {n} is held (held: {sorted(self._workspaces)})")
         logits = self._workspaces[n].acts[-1]
         return logits.copy() if self.device == "cpu" else logits.copy_to_host()
 

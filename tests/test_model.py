@@ -478,3 +478,9 @@ def test_no_dropout_network_is_deterministic_in_training(batch):
     net = refnet.AlexNet(**SMALL, dropout=0.0, seed=4)
     assert_logits_close(net.forward(x, train=True), ref_forward(float64_params(net), x.astype(np.float64), drop=0))
     assert net.forward_backward(x, labels) == net.forward_backward(x, labels)
+
+
+def test_step_must_be_a_non_negative_integer(small_net):
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(ValueError, match="step"):
+            small_net.step = bad
