@@ -83,7 +83,8 @@ class CudaBackend:
             self.l2_bytes = int(device.L2_CACHE_SIZE)
         except AttributeError:  # attribute missing in this numba-cuda: assume an H100/H200-sized L2
             self.l2_bytes = 50 << 20
-        self.device_name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        name = getattr(device, "name", "CUDA device")  # bytes in older numba, str in numba-cuda
+        self.device_name = name.decode() if isinstance(name, bytes) else str(name)
 
     def array(self, host):
         return self.cuda.to_device(np.ascontiguousarray(host))
@@ -118,7 +119,7 @@ class CudaBackend:
         return {"gemm": "cuBLAS", "conv": "cuDNN"}.get(op, "torch")
 
     def time_refnet(self, fn, repeat):
-        return time_events(fn, repeat, lambda: self.cuda.event(timing=True),
+        return time_events(fn, repeat, lambda: self.cuda.event(),  # timing events by default
                            lambda start, end: start.elapsed_time(end), self.warmup, self.budget_s)
 
     def time_peer(self, fn, repeat):

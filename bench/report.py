@@ -205,6 +205,7 @@ def write_png(path, rows, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     shown = [r for r in rows if r.ratio]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * max(len(shown), 1)))
@@ -219,6 +220,10 @@ def write_png(path, rows, title):
         ax.set_yticks(list(y), [f"{r.name} (vs {r.peer})" for r in shown], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        lo, hi = min(r.ratio for r in shown), max(r.ratio for r in shown)
+        ticks = [t for t in (0.01, 0.03, 0.1, 0.25, 0.5, 1, 2, 4, 10, 30, 100, 300) if lo / 3 <= t <= hi * 3]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xlabel(RATIO_CONVENTION)
         for i, r in enumerate(shown):
