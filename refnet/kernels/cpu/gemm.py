@@ -1,0 +1,217 @@
+"""GEMM on the CPU:  c = alpha * op(a) @ op(b) + beta * c   (c is not read when beta == 0).
+
+    op(a) = a (M, K), or a.T with a stored (K, M) when trans_a
+    op(b) = b (K, N), or b.T with b stored (N, K) when trans_b
+    c     (M, N)
+All float32, C-contiguous (row-major).
+
+Two kernels with the same contract:
+- `gemm_naive`: one dot product per element of c, a plain loop over K. The reference.
+- `gemm_strided` (used by `gemm`, and by linear and conv2d on flat views): every element of c is
+  the dot product of a row of op(a) with a column of op(b), i.e. of two vectors running along K.
+  When both are contiguous in memory (op(a) = a, op(b) = b.T: the "NT" case) LLVM vectorises the
+  loop over K; a 4x4 tile of c keeps 16 dot products in registers (8 loads feed 16 FMAs per step).
+  An operand that is not contiguous along K is first copied, one cache-sized panel at a time,
+  into a thread-local buffer that is (packing). c is cut into macro tiles (MB x NB) handed out
+  with prange; K is walked in KC-long slices so a panel of op(b) stays in L1/L2 while it is used
+  against every row of the macro tile. Each element of c belongs to one macro tile, so one thread
+  writes it, always summing in the same order: results are bit-identical run to run and do not
+  depend on the number of threads.
+
+The flat views: `gemm_strided` takes 1-D arrays and the row pitch of each matrix (`lda`, ...), so
+conv2d can hand it a slice of a batch without copying.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+# Micro tile of c kept in registers: MR x NR dot products (16 accumulators + 8 operand vectors fit
+# the 32 vector registers of AVX-512; 16 registers of AVX2 spill a little but still pay off).
+MR = 4
+NR = 4
+# Macro tile of c per parallel task, and the K slice: an op(b) micro panel (NR x KC) stays in L1
+# while it meets every row of the macro tile; an op(a) panel (MB x KC) stays in L2.
+MB = 128
+NB = 256
+KC = 256
+
+
+@njit(cache=True)
+def _gemm_naive(c, a, b, trans_a, trans_b, alpha, beta):
+    M, N = c.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    for i in range(M):
+        for j in range(N):
+            total = np.float32(0.0)
+            for p in range(K):
+                a_ip = a[p, i] if trans_a else a[i, p]
+                b_pj = b[j, p] if trans_b else b[p, j]
+                total += a_ip * b_pj
+            if beta == np.float32(0.0):
+                c[i, j] = alpha * total
+            else:
+                c[i, j] = alpha * total + beta * c[i, j]
+
+
+def gemm_naive(c, a, b, trans_a, trans_b, alpha, beta):
+    """Same contract as `gemm`; the obviously-correct triple loop."""
+    _gemm_naive(c, a, b, bool(trans_a), bool(trans_b), np.float32(alpha), np.float32(beta))
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _store(c, idx, total, alpha, beta):
+    if beta == np.float32(0.0):
+        c[idx] = alpha * total
+    else:
+        c[idx] = alpha * total + beta * c[idx]
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _tile_4x4(c, c0, ldc, a, a0, lda, b, b0, ldb, kc, alpha, beta):
+    """c[c0 + i*ldc + j] = alpha * sum_p a[a0 + i*lda + p] * b[b0 + j*ldb + p] + beta * c[...], i, j < 4."""
+    # Slices whose index starts at 0: Numba drops its negative-index wraparound for them, which
+    # otherwise turns the vector loads into gathers.
+    a_0 = a[a0 : a0 + kc]
+    a_1 = a[a0 + lda : a0 + lda + kc]
+    a_2 = a[a0 + 2 * lda : a0 + 2 * lda + kc]
+    a_3 = a[a0 + 3 * lda : a0 + 3 * lda + kc]
+    b_0 = b[b0 : b0 + kc]
+    b_1 = b[b0 + ldb : b0 + ldb + kc]
+    b_2 = b[b0 + 2 * ldb : b0 + 2 * ldb + kc]
+    b_3 = b[b0 + 3 * ldb : b0 + 3 * ldb + kc]
+    s00 = s01 = s02 = s03 = np.float32(0.0)
+    s10 = s11 = s12 = s13 = np.float32(0.0)
+    s20 = s21 = s22 = s23 = np.float32(0.0)
+    s30 = s31 = s32 = s33 = np.float32(0.0)
+    for p in range(kc):
+        x0 = a_0[p]
+        x1 = a_1[p]
+        x2 = a_2[p]
+        x3 = a_3[p]
+        y0 = b_0[p]
+        y1 = b_1[p]
+        y2 = b_2[p]
+        y3 = b_3[p]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+        s20 += x2 * y0
+        s21 += x2 * y1
+        s22 += x2 * y2
+        s23 += x2 * y3
+        s30 += x3 * y0
+        s31 += x3 * y1
+        s32 += x3 * y2
+        s33 += x3 * y3
+    _store(c, c0, s00, alpha, beta)
+    _store(c, c0 + 1, s01, alpha, beta)
+    _store(c, c0 + 2, s02, alpha, beta)
+    _store(c, c0 + 3, s03, alpha, beta)
+    r = c0 + ldc
+    _store(c, r, s10, alpha, beta)
+    _store(c, r + 1, s11, alpha, beta)
+    _store(c, r + 2, s12, alpha, beta)
+    _store(c, r + 3, s13, alpha, beta)
+    r += ldc
+    _store(c, r, s20, alpha, beta)
+    _store(c, r + 1, s21, alpha, beta)
+    _store(c, r + 2, s22, alpha, beta)
+    _store(c, r + 3, s23, alpha, beta)
+    r += ldc
+    _store(c, r, s30, alpha, beta)
+    _store(c, r + 1, s31, alpha, beta)
+    _store(c, r + 2, s32, alpha, beta)
+    _store(c, r + 3, s33, alpha, beta)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
+    """The ragged border: an mr x nr (< 4 x 4) tile, one vectorised dot product per element."""
+    for i in range(mr):
+        a_i = a[a0 + i * lda : a0 + i * lda + kc]
+        for j in range(nr):
+            b_j = b[b0 + j * ldb : b0 + j * ldb + kc]
+            total = np.float32(0.0)
+            for p in range(kc):
+                total += a_i[p] * b_j[p]
+            _store(c, c0 + i * ldc + j, total, alpha, beta)
+
+
+@njit(cache=True, inline="always")
+def _pack_rows(dst, src, s0, lds, rows, kc):
+    """dst[r*kc + p] = src[s0 + p*lds + r]: `rows` K-major vectors made contiguous along K.
+
+    Walking r in the inner loop reads src along its rows (contiguous) while the kc rows of src
+    being read stay in L1; the writes then run down one column of dst at a time.
+    """
+    for p in range(kc):
+        src_p = src[s0 + p * lds : s0 + p * lds + rows]
+        for r in range(rows):
+            dst[r * kc + p] = src_p[r]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta):
+    """c[i*ldc + j] = alpha * sum_p op(a)[i, p] op(b)[p, j] + beta * c[i*ldc + j], 1-D arrays.
+
+    op(a)[i, p] = a[p*lda + i] if trans_a else a[i*lda + p]
+    op(b)[p, j] = b[j*ldb + p] if trans_b else b[p*ldb + j]
+    """
+    mb_size = MB
+    nb_size = NB
+    # Enough tasks to keep two cores busy on the small per-image GEMMs of the convolutions.
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < 8 and nb_size > 32:
+        nb_size //= 2
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < 8 and mb_size > 16:
+        mb_size //= 2
+    m_tiles = (M + mb_size - 1) // mb_size
+    n_tiles = (N + nb_size - 1) // nb_size
+    for t in prange(m_tiles * n_tiles):
+        i0 = (t // n_tiles) * mb_size
+        j0 = (t % n_tiles) * nb_size
+        mb = min(mb_size, M - i0)
+        nb = min(nb_size, N - j0)
+        a_panel = np.empty(mb * KC if trans_a else 0, dtype=np.float32)
+        b_panel = np.empty(nb * KC if not trans_b else 0, dtype=np.float32)
+        for p0 in range(0, K, KC):
+            kc = min(KC, K - p0)
+            # beta applies once, on the first K slice; later slices add to what is there.
+            slice_beta = beta if p0 == 0 else np.float32(1.0)
+            if trans_a:
+                _pack_rows(a_panel, a, p0 * lda + i0, lda, mb, kc)
+                av, a_base, a_pitch = a_panel, 0, kc
+            else:
+                av, a_base, a_pitch = a, i0 * lda + p0, lda
+            if trans_b:
+                bv, b_base, b_pitch = b, j0 * ldb + p0, ldb
+            else:
+                _pack_rows(b_panel, b, p0 * ldb + j0, ldb, nb, kc)
+                bv, b_base, b_pitch = b_panel, 0, kc
+            for jj in range(0, nb, NR):
+                nr = min(NR, nb - jj)
+                for ii in range(0, mb, MR):
+                    mr = min(MR, mb - ii)
+                    c0 = (i0 + ii) * ldc + j0 + jj
+                    a0 = a_base + ii * a_pitch
+                    b0 = b_base + jj * b_pitch
+                    if mr == MR and nr == NR:
+                        _tile_4x4(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, kc, alpha, slice_beta)
+                    else:
+                        _tile_edge(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, mr, nr, kc, alpha, slice_beta)
+
+
+def gemm(c, a, b, trans_a, trans_b, alpha, beta):
+    """c = alpha * op(a) @ op(b) + beta * c on 2-D C-contiguous float32 arrays (see the module doc)."""
+    M, N = c.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    gemm_strided(
+        c.reshape(-1), N,
+        a.reshape(-1), a.shape[1], bool(trans_a),
+        b.reshape(-1), b.shape[1], bool(trans_b),
+        M, N, K, np.float32(alpha), np.float32(beta),
+    )

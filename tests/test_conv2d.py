@@ -1,0 +1,202 @@
+"""2-D convolution: forward against a float64 loop reference, backward by central differences, the
+im2col + GEMM kernels against the direct loop nests, poisoned outputs, determinism, validation."""
+
+import numpy as np
+import pytest
+from gradcheck import assert_gradients_close, numerical_gradient
+from poison import assert_all_written, poisoned
+from refs import conv2d as ref
+
+import refnet.ops as ops
+from refnet.kernels.cpu import conv2d as kernels
+
+# (N, C, H, W, K, R, S, stride, pad, groups): odd sizes, stride > 1, padding, groups, 1x1 filters,
+# a filter as large as the padded input, a stride larger than the filter.
+GEOMETRIES = [
+    (2, 3, 7, 7, 4, 3, 3, 1, 0, 1),
+    (2, 4, 9, 8, 6, 3, 3, 2, 1, 2),
+    (1, 3, 11, 10, 4, 5, 5, 3, 2, 1),
+    (2, 6, 5, 6, 4, 1, 1, 1, 0, 2),
+    (1, 2, 3, 3, 3, 5, 5, 1, 1, 1),
+    (1, 2, 8, 7, 2, 2, 2, 3, 0, 1),
+]
+
+
+def layer(rng, N, C, H, W, K, R, S, groups):
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    return x, w, b
+
+
+def out_shape(N, H, W, K, R, S, stride, pad):
+    return (N, K, ref.output_size(H, R, stride, pad), ref.output_size(W, S, stride, pad))
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", GEOMETRIES)
+def test_forward_matches_reference(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
+    shape = out_shape(N, H, W, K, R, S, stride, pad)
+    y = ops.conv2d_forward(x, w, b, stride, pad, groups, out=poisoned(shape))
+    assert_all_written(y)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b, stride, pad, groups), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", GEOMETRIES[:4])
+def test_backward_matches_central_differences(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
+    shape = out_shape(N, H, W, K, R, S, stride, pad)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    out = (poisoned(x.shape), poisoned(w.shape), poisoned(b.shape))
+    dx, dw, db = ops.conv2d_backward(x, w, dy, stride, pad, groups, out=out)
+    for name, g in zip(("dx", "dw", "db"), (dx, dw, db)):
+        assert_all_written(g, name)
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    loss = lambda xx, ww, bb: float((ref.conv2d_forward(xx, ww, bb, stride, pad, groups) * dy).sum())
+    # A sample of entries (every padding border and group is hit by some of them) keeps this fast.
+    pick = lambda a: rng.choice(a.size, size=min(a.size, 24), replace=False)
+    ix, iw = pick(x), pick(w)
+    numeric_dx = numerical_gradient(lambda v: loss(v, w64, b64), x64, indices=ix)
+    numeric_dw = numerical_gradient(lambda v: loss(x64, v, b64), w64, indices=iw)
+    numeric_db = numerical_gradient(lambda v: loss(x64, w64, v), b64)
+    assert_gradients_close(dx.reshape(-1)[ix], numeric_dx.reshape(-1)[ix], name="dx")
+    assert_gradients_close(dw.reshape(-1)[iw], numeric_dw.reshape(-1)[iw], name="dw")
+    assert_gradients_close(db, numeric_db, name="db")
+
+
+# conv1-like (11x11 stride 4), conv2-like (5x5 pad 2, groups 2) and conv3-like (3x3 pad 1) shapes,
+# small enough for the direct loops, large enough to cross the GEMM's tile edges.
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", [
+    (2, 3, 39, 37, 10, 11, 11, 4, 0, 1),
+    (2, 8, 13, 13, 12, 5, 5, 1, 2, 2),
+    (3, 30, 7, 7, 37, 3, 3, 1, 1, 1),
+])
+def test_gemm_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
+    shape = out_shape(N, H, W, K, R, S, stride, pad)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    fast = [poisoned(shape), poisoned(x.shape), poisoned(w.shape), poisoned(b.shape)]
+    direct = [poisoned(shape), poisoned(x.shape), poisoned(w.shape), poisoned(b.shape)]
+    kernels.conv2d_forward(fast[0], x, w, b, stride, pad, groups)
+    kernels.conv2d_backward(*fast[1:], x, w, dy, stride, pad, groups)
+    kernels.conv2d_forward_direct(direct[0], x, w, b, stride, pad, groups)
+    kernels.conv2d_backward_direct(*direct[1:], x, w, dy, stride, pad, groups)
+    reduction = (C // groups * R * S, K // groups * R * S, N * shape[2] * shape[3], N * shape[2] * shape[3])
+    for name, f, d, n_terms in zip(("y", "dx", "dw", "db"), fast, direct, reduction):
+        assert_all_written(f, name)
+        np.testing.assert_allclose(f, d, rtol=1e-4, atol=1e-4 * np.sqrt(n_terms), err_msg=name)
+
+
+def test_backward_without_dx(rng):
+    x, w, b = layer(rng, 2, 3, 9, 9, 4, 3, 3, 1)
+    dy = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(x, w, dy, stride=2, need_dx=False, out=(None, poisoned(w.shape), poisoned(4)))
+    assert dx is None
+    _, dw_full, db_full = ops.conv2d_backward(x, w, dy, stride=2)
+    np.testing.assert_array_equal(dw, dw_full)
+    np.testing.assert_array_equal(db, db_full)
+
+
+def test_is_deterministic(rng):
+    x, w, b = layer(rng, 3, 8, 15, 15, 40, 3, 3, 2)
+    y1 = ops.conv2d_forward(x, w, b, pad=1, groups=2)
+    y2 = ops.conv2d_forward(x, w, b, pad=1, groups=2)
+    np.testing.assert_array_equal(y1, y2)
+    for first, second in zip(ops.conv2d_backward(x, w, y1, pad=1, groups=2), ops.conv2d_backward(x, w, y1, pad=1, groups=2)):
+        np.testing.assert_array_equal(first, second)
+
+
+def small():
+    return np.zeros((2, 4, 6, 6), np.float32), np.zeros((6, 2, 3, 3), np.float32), np.zeros(6, np.float32)
+
+
+def test_rejects_wrong_dtype():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^x: expected dtype float32"):
+        ops.conv2d_forward(x.astype(np.float64), w, b, groups=2)
+
+
+def test_rejects_wrong_rank():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^w: expected a 4-D array"):
+        ops.conv2d_forward(x, w[0], b, groups=2)
+
+
+def test_rejects_non_contiguous():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^x: expected a C-contiguous"):
+        ops.conv2d_forward(np.zeros((2, 4, 6, 12), np.float32)[..., ::2], w, b, groups=2)
+
+
+def test_rejects_weight_channels_not_matching_groups():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^w: expected 4 input channels per group"):
+        ops.conv2d_forward(x, w, b, groups=1)
+
+
+def test_rejects_groups_not_dividing_input_channels():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^groups: expected a divisor of x's 4 input channels, got 3"):
+        ops.conv2d_forward(x, w, b, groups=3)
+
+
+def test_rejects_groups_not_dividing_output_channels():
+    x, _, _ = small()
+    with pytest.raises(ValueError, match=r"^groups: expected a divisor of w's 5 output channels, got 2"):
+        ops.conv2d_forward(x, np.zeros((5, 2, 3, 3), np.float32), np.zeros(5, np.float32), groups=2)
+
+
+def test_rejects_wrong_bias_length():
+    x, w, _ = small()
+    with pytest.raises(ValueError, match=r"^b: expected shape \(6,\)"):
+        ops.conv2d_forward(x, w, np.zeros(4, np.float32), groups=2)
+
+
+def test_rejects_zero_stride():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^stride: expected an integer >= 1, got 0"):
+        ops.conv2d_forward(x, w, b, stride=0, groups=2)
+
+
+def test_rejects_negative_pad():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^pad: expected an integer >= 0, got -1"):
+        ops.conv2d_forward(x, w, b, pad=-1, groups=2)
+
+
+def test_rejects_output_smaller_than_one():
+    x, _, _ = small()
+    with pytest.raises(ValueError, match=r"^w: expected a 7x7 filter no larger than the padded input 6x6"):
+        ops.conv2d_forward(x, np.zeros((6, 2, 7, 7), np.float32), np.zeros(6, np.float32), groups=2)
+
+
+def test_rejects_wrong_dy_shape():
+    x, w, _ = small()
+    with pytest.raises(ValueError, match=r"^dy: expected shape \(2, 6, 4, 4\)"):
+        ops.conv2d_backward(x, w, np.zeros((2, 6, 6, 6), np.float32), groups=2)
+
+
+def test_rejects_wrong_out_shape():
+    x, w, b = small()
+    with pytest.raises(ValueError, match=r"^out: expected shape \(2, 6, 4, 4\)"):
+        ops.conv2d_forward(x, w, b, groups=2, out=np.zeros((2, 6, 6, 6), np.float32))
+
+
+def test_rejects_wrong_gradient_out_dtype():
+    x, w, _ = small()
+    dy = np.zeros((2, 6, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^out\[2\] \(db\): expected dtype float32"):
+        ops.conv2d_backward(x, w, dy, groups=2, out=(None, None, np.zeros(6)))
+
+
+def test_rejects_dx_out_when_not_needed():
+    x, w, _ = small()
+    dy = np.zeros((2, 6, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^out\[0\] \(dx\): expected None"):
+        ops.conv2d_backward(x, w, dy, groups=2, need_dx=False, out=(np.zeros_like(x), None, None))
+
+
+def test_rejects_out_that_is_not_a_triple():
+    x, w, _ = small()
+    with pytest.raises(ValueError, match=r"^out: expected a tuple \(dx, dw, db\)"):
+        ops.conv2d_backward(x, w, np.zeros((2, 6, 4, 4), np.float32), groups=2, out=np.zeros_like(x))
