@@ -13,6 +13,7 @@ Layout of a checkpoint file (format_version 1):
         wall_seconds    training wall time so far (resumed runs keep counting)
         config          JSON: every training setting, refnet and library versions
         schedule        JSON: learning-rate schedule state (lr, best val error, drops, ...)
+        epoch_totals    JSON: running sums of the epoch in progress (images, loss, top-1/top-5 mistakes)
         rng             JSON: every seed the run depends on (init, data order, augmentation, dropout);
                         data order and augmentation are functions of (seed, epoch, batch index) and
                         the dropout masks of (seed, step), so seeds plus counters restore them exactly
@@ -49,6 +50,7 @@ class Checkpoint:
     config: dict
     schedule: dict = field(default_factory=dict)
     rng: dict = field(default_factory=dict)
+    epoch_totals: dict = field(default_factory=dict)
     classes: list = field(default_factory=list)
     mean_image: np.ndarray | None = None
     wall_seconds: float = 0.0
@@ -101,6 +103,7 @@ def _write_contents(f, ckpt: Checkpoint) -> None:
     f.attrs["config"] = json.dumps(ckpt.config, sort_keys=True)
     f.attrs["schedule"] = json.dumps(ckpt.schedule, sort_keys=True)
     f.attrs["rng"] = json.dumps(ckpt.rng, sort_keys=True)
+    f.attrs["epoch_totals"] = json.dumps(ckpt.epoch_totals, sort_keys=True)
     f.attrs["classes"] = json.dumps(list(ckpt.classes))
     for group_name, arrays in (("params", ckpt.params), ("momentum", ckpt.momentum)):
         group = f.create_group(group_name)
@@ -152,6 +155,7 @@ def load_checkpoint(path) -> Checkpoint:
                 config=json.loads(f.attrs["config"]),
                 schedule=json.loads(f.attrs["schedule"]),
                 rng=json.loads(f.attrs["rng"]),
+                epoch_totals=json.loads(f.attrs.get("epoch_totals", "{}")),
                 classes=json.loads(f.attrs["classes"]),
                 mean_image=mean_image,
                 format_version=version,

@@ -264,6 +264,34 @@ def _first_non_finite_grad(net):
     return None
 
 
+class EpochTotals:
+    """The running sums behind an epoch's train loss and top-1/top-5 error; saved in checkpoints so
+    that an epoch interrupted and resumed reports the same numbers as an uninterrupted one."""
+
+    def __init__(self, num_classes):
+        self.errors = ErrorCounter(num_classes)
+        self.loss_sum = 0.0
+
+    def add(self, loss, probs, labels):
+        self.errors.add(probs, labels)
+        self.loss_sum += loss * len(labels)
+
+    def result(self):
+        result = self.errors.result()
+        result["loss"] = self.loss_sum / max(self.errors.count, 1)
+        return result
+
+    def state_dict(self):
+        e = self.errors
+        return {"images": e.count, "top1_wrong": e.top1_wrong, "top5_wrong": e.top5_wrong, "loss_sum": self.loss_sum}
+
+    def load_state_dict(self, state):
+        self.errors.count = int(state.get("images", 0))
+        self.errors.top1_wrong = int(state.get("top1_wrong", 0))
+        self.errors.top5_wrong = int(state.get("top5_wrong", 0))
+        self.loss_sum = float(state.get("loss_sum", 0.0))
+
+
 class Trainer:
     """Owns one run: the network, the data, the schedule, RUN_DIR's files. `run()` trains to the end
     (or to an interruption) and returns a summary dict."""
@@ -300,6 +328,7 @@ class Trainer:
         self.schedule = LearningRateSchedule(cfg.lr, steps=cfg.lr_steps, patience=cfg.plateau_patience,
                                              max_drops=cfg.max_lr_drops)  # fmt: skip
         self.epoch, self.batch_in_epoch, self.wall_offset = 0, 0, 0.0
+        self.epoch_totals = EpochTotals(len(self.classes))
         self.latest_path = os.path.join(cfg.run_dir, ckpt_io.LATEST_NAME)
         self.metrics_path = os.path.join(cfg.run_dir, "metrics.jsonl")
         self.resumed_from = None
@@ -354,6 +383,7 @@ class Trainer:
         self.net.step = ck.step
         self.schedule.load_state_dict(ck.schedule)
         self.epoch, self.batch_in_epoch, self.wall_offset = ck.epoch, ck.batch_in_epoch, ck.wall_seconds
+        self.epoch_totals.load_state_dict(ck.epoch_totals)
         self.resumed_from = ck.step
         self._truncate_metrics(ck.step, ck.epoch)
         self._say(f"resuming {self.cfg.run_dir} from step {ck.step} (epoch {ck.epoch + 1}, batch {ck.batch_in_epoch})")
@@ -384,6 +414,7 @@ class Trainer:
             rng={"init_seed": self.cfg.seed, "data_seed": self.cfg.seed, "augment_seed": self.cfg.seed,
                  "dropout_seed": self.net.seed, "dropout_step": self.net.step,
                  "data_epoch": self.epoch, "data_batch": self.batch_in_epoch},  # fmt: skip
+            epoch_totals=self.epoch_totals.state_dict(),
             classes=self.classes,
             mean_image=self.train_set.stats["mean_image"],
             wall_seconds=wall_seconds,
@@ -451,8 +482,7 @@ class Trainer:
         result = {"stopped": "finished"}
         with _StopRequest() as stop:
             while self.epoch < cfg.epochs:
-                epoch_counter = ErrorCounter(len(self.classes))
-                epoch_loss, epoch_start, epoch_images = 0.0, time.perf_counter(), 0
+                epoch_start, epoch_images = time.perf_counter(), 0
                 window_start, window_images = time.perf_counter(), 0
                 bar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, unit="batch",
                            desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
@@ -468,10 +498,9 @@ class Trainer:
                             ) from None
                         self.batch_in_epoch += 1
                         n = len(labels)
-                        epoch_loss += loss * n
                         epoch_images += n
                         window_images += n
-                        epoch_counter.add(_softmax_host(self.net.last_logits(n)), labels)
+                        self.epoch_totals.add(loss, _softmax_host(self.net.last_logits(n)), labels)
                         elapsed = time.perf_counter() - window_start
                         images_per_second = window_images / max(elapsed, 1e-9)
                         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", lr=f"{self.schedule.lr:g}")
@@ -501,7 +530,7 @@ class Trainer:
                     break
 
                 train_seconds = time.perf_counter() - epoch_start
-                record = self._end_epoch(epoch_counter, epoch_loss / max(epoch_images, 1), epoch_images / train_seconds, wall)
+                record = self._end_epoch(epoch_images / train_seconds, wall)
                 self._save_epoch(wall())
                 self._say(_epoch_line(record))
                 if stop.signum is not None:
@@ -512,12 +541,12 @@ class Trainer:
         result.update(step=self.net.step, epoch=self.epoch, wall_seconds=wall(), latest=self.latest_path)
         return result
 
-    def _end_epoch(self, counter, mean_loss, images_per_second, wall):
+    def _end_epoch(self, images_per_second, wall):
         cfg = self.cfg
-        train = counter.result()
+        train = self.epoch_totals.result()
         record = {
             "kind": "epoch", "step": self.net.step, "epoch": self.epoch + 1, "lr": self.schedule.lr,
-            "train_loss": mean_loss, "train_top1_error": train["top1_error"], "train_top5_error": train["top5_error"],
+            "train_loss": train["loss"], "train_top1_error": train["top1_error"], "train_top5_error": train["top5_error"],
             "images_per_second": images_per_second,
         }  # fmt: skip
         monitored = None
@@ -528,6 +557,7 @@ class Trainer:
             monitored = val["top1_error"]
         self.epoch += 1
         self.batch_in_epoch = 0
+        self.epoch_totals = EpochTotals(len(self.classes))
         if self.schedule.end_epoch(self.epoch, monitored):
             self._say(f"learning rate divided by {LR_DROP_FACTOR:g}: now {self.schedule.lr:g}")
         record["next_lr"] = self.schedule.lr
