@@ -14,21 +14,29 @@ from numba import njit, prange
 BLOCK = 1 << 15
 
 
+# Each task slices its block and loops from 0: LLVM vectorises `for i in range(block.size)` over a
+# slice, but not `for i in range(lo, hi)` over the whole array (measured about 6x slower).
+
+
 @njit(parallel=True, cache=True)
 def _relu_forward_flat(y, x):
     n = x.size
     for b in prange((n + BLOCK - 1) // BLOCK):
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            v = x[i]
-            y[i] = np.float32(0.0) if v <= np.float32(0.0) else v
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        xb, yb = x[lo:hi], y[lo:hi]
+        for i in range(xb.size):
+            v = xb[i]
+            yb[i] = np.float32(0.0) if v <= np.float32(0.0) else v
 
 
 @njit(parallel=True, cache=True)
 def _relu_backward_flat(dx, y, dy):
     n = y.size
     for b in prange((n + BLOCK - 1) // BLOCK):
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            dx[i] = dy[i] if y[i] > np.float32(0.0) else np.float32(0.0)
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        dxb, yb, dyb = dx[lo:hi], y[lo:hi], dy[lo:hi]
+        for i in range(yb.size):
+            dxb[i] = dyb[i] if yb[i] > np.float32(0.0) else np.float32(0.0)
 
 
 def relu_forward(y, x):
