@@ -62,7 +62,7 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
             seed=0, compression="none", overwrite=False, quiet=False) -> dict:
     """Convert the given splits into OUT; returns the manifest. Raises DatasetError for bad inputs."""
     from . import labels as label_sources
-    from .shards import MANIFEST_NAME, STATS_NAME, DatasetError, write_json_atomic
+    from .shards import FORMAT_VERSION, MANIFEST_NAME, STATS_NAME, DatasetError, write_json_atomic
     from .state import check_options, make_options
     from .stats import PixelStats, write_stats
 
@@ -110,15 +110,16 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
             print(f"warning: {split}: {len(sources[split].empty_classes)} class folder(s) hold no images: {names}",
                   file=sys.stderr)
 
-    manifest = {"format_version": _format_version(), "image_size": size, "classes": classes, "splits": {}}
+    manifest = {"format_version": FORMAT_VERSION, "image_size": size, "classes": classes, "splits": {}}
     if existing:  # splits this run does not touch stay as they were
         manifest["splits"] = {k: v for k, v in existing["splits"].items() if k not in options}
     stats = PixelStats(size) if train else None
-    pool = _make_pool(workers or _cpu_count())
+    workers = workers or _cpu_count()
+    pool = _make_pool(workers)
     try:
         for split, _, _ in jobs:
             manifest["splits"][split] = _convert_split(
-                out, split, sources[split], options[split], pool, stats if split == "train" else None, quiet)
+                out, split, sources[split], options[split], pool, workers, stats if split == "train" else None, quiet)
     finally:
         if pool is not None:
             pool.terminate()
@@ -131,12 +132,6 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     manifest["splits"] = dict(sorted(manifest["splits"].items()))
     write_json_atomic(os.path.join(out, MANIFEST_NAME), manifest)
     return manifest
-
-
-def _format_version() -> int:
-    from .shards import FORMAT_VERSION
-
-    return FORMAT_VERSION
 
 
 def _existing_manifest(out: str, overwrite: bool):
@@ -192,12 +187,12 @@ def _ordered_results(tasks, pool, workers_window: int):
         yield result
 
 
-def _convert_split(out, split, source, options, pool, stats, quiet) -> dict:
+def _convert_split(out, split, source, options, pool, workers, stats, quiet) -> dict:
     """Write (or keep, after a crash) the split's shards; returns its manifest entry."""
     import numpy as np
     from tqdm import tqdm
 
-    from .shards import ShardWriter, reason_category, shard_filename
+    from .shards import STATE_DIR, ShardWriter, reason_category, shard_filename
     from .state import chunk_plan, kept_shard, remove_stale, write_sidecar
 
     started = time.perf_counter()
@@ -209,7 +204,11 @@ def _convert_split(out, split, source, options, pool, stats, quiet) -> dict:
     remove_stale(out, split, len(chunks))
 
     sidecars: list = [None] * len(chunks)
-    with tqdm(total=len(chunks), desc=f"{split}: checking shards", unit="shard", disable=quiet, leave=False) as bar:
+    # After a crash: hash the finished shards (and re-read their pixels for the statistics).
+    resuming = os.path.isdir(os.path.join(out, STATE_DIR)) and any(
+        name.startswith(f"{split}-") for name in os.listdir(os.path.join(out, STATE_DIR)))
+    with tqdm(total=len(chunks), desc=f"{split}: checking finished shards", unit="shard",
+              disable=quiet or not resuming, leave=False) as bar:
         for index, plan in enumerate(plans):
             sidecars[index] = kept_shard(out, split, index, plan)
             if sidecars[index] and stats is not None and sidecars[index]["count"]:
@@ -220,7 +219,6 @@ def _convert_split(out, split, source, options, pool, stats, quiet) -> dict:
 
     tasks = ((tuple(os.path.join(source.root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]), options["image_size"])
              for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
-    workers = 1 if pool is None else pool._processes
     results = _ordered_results(tasks, pool, 4 * workers)
     compression = None if options["compression"] == "none" else options["compression"]
     written_images = written_bytes = 0

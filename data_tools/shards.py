@@ -19,13 +19,13 @@ inputs were skipped, and a shard whose inputs were all skipped is not written at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from refnet.data.manifest import FORMAT_VERSION  # one definition, shared with the reader
+
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.h5"
 STATE_DIR = ".convert"
@@ -45,11 +45,9 @@ def reason_category(reason: str) -> str:
 
 
 def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from refnet.data.manifest import file_sha256
+
+    return file_sha256(path)
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -68,20 +66,16 @@ def read_json(path: str):
 
 
 def read_manifest(out_dir: str) -> dict:
-    """OUT/manifest.json, checked: raises DatasetError when missing, unreadable or of another version."""
-    path = os.path.join(out_dir, MANIFEST_NAME)
-    if not os.path.isfile(path):
-        raise DatasetError(f"{path} not found: not a converted dataset (or its conversion did not finish)")
+    """OUT/manifest.json, checked by the reader's own loader (refnet/data/manifest.py): DatasetError
+    when missing, unreadable, of another format_version, or without its splits."""
+    from refnet.data.manifest import load_manifest
+
     try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path} cannot be read: {exc}") from None
-    version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != FORMAT_VERSION:
-        raise DatasetError(f"{path}: format_version {version!r} is not the supported {FORMAT_VERSION}")
-    for key in ("image_size", "classes", "splits"):
-        if key not in manifest:
-            raise DatasetError(f"{path}: key {key!r} missing")
+        manifest = load_manifest(out_dir)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    if not isinstance(manifest.get("splits"), dict):
+        raise DatasetError(f"{os.path.join(out_dir, MANIFEST_NAME)}: key 'splits' missing")
     return manifest
 
 

@@ -323,3 +323,15 @@ def test_summary_line(tmp_path, capsys):
     convert(str(tmp_path / "out"), train=src, size=SIZE, workers=1, quiet=True)
     out = capsys.readouterr().out
     assert "train: 3 converted" in out and "1 skipped (empty file: 1)" in out and "images/s" in out and "MB written" in out
+
+
+def test_non_utf8_name_and_fifo_are_skipped_with_reasons(tmp_path):
+    src = str(tmp_path / "src")
+    fx.make_class_tree(src, {"a": 1})
+    with open(os.path.join(src, "a").encode() + b"/caf\xe9.jpg", "wb") as f:  # Latin-1 bytes in a name
+        f.write(fx.jpeg_bytes(fx.smooth_image(np.random.default_rng(0), 40, 40)))
+    os.mkfifo(os.path.join(src, "a", "pipe.jpg"))  # opening it would block forever
+    manifest = convert(str(tmp_path / "out"), train=src, size=SIZE, workers=1, quiet=True)
+    skipped = {s["path"]: s["reason"] for s in manifest["splits"]["train"]["skipped"]}
+    assert skipped == {"a/caf\\udce9.jpg": "file name not UTF-8", "a/pipe.jpg": "not a regular file"}
+    assert manifest["splits"]["train"]["count"] == 1

@@ -58,17 +58,48 @@ def test_seed_changes_the_order_only(source, clean_run, tmp_path):
     assert [s["sha256"] for s in a["shards"]] != [s["sha256"] for s in b["shards"]]
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(source, clean_run, tmp_path, capsys):
+def child_pids(pid):
+    """Processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.split("/")[2]))
+    return children
+
+
+def process_gone(pid, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_run_resumes_to_the_uninterrupted_result(source, clean_run, tmp_path, capsys, workers):
     out = str(tmp_path / "killed")
     command = [sys.executable, "-m", "data_tools.convert", out, "--train", source, "--size", str(SIZE),
-               "--shard-size", "4", "--workers", "1", "--quiet"]
+               "--shard-size", "4", "--workers", str(workers), "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     second_sidecar = os.path.join(out, ".convert", "train-00001.json")
     deadline = time.monotonic() + 60
     while not os.path.exists(second_sidecar) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
+    workers_left = child_pids(process.pid) if os.path.isdir("/proc") else []
+    assert workers == 1 or len(workers_left) == workers or not os.path.isdir("/proc")
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert all(process_gone(pid, 10) for pid in workers_left)  # the pool's workers do not outlive it
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
     assert not os.path.exists(os.path.join(out, "manifest.json"))  # killed mid-run
 

@@ -80,4 +80,4 @@ def test_contact_sheet_written(converted, tmp_path, capsys):
 def test_not_a_dataset_is_a_clear_error(tmp_path, capsys):
     assert refnet_main(["inspect", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "manifest.json not found" in err and "Traceback" not in err
+    assert "no manifest.json" in err and "Traceback" not in err
