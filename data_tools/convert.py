@@ -93,11 +93,6 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
 
     jobs = [("train", train, None)] if train else []
     jobs += [("val", val, val_labels)] if val else []
-    options = {split: make_options(size=size, shard_size=shard_size, seed=seed, compression=compression,
-                                   source=src, labels=lab, classes=classes) for split, src, lab in jobs}
-    os.makedirs(out, exist_ok=True)
-    existing = check_options(out, options, existing, overwrite)
-
     sources = {}
     for split, src, lab in jobs:
         what = f"{split} source"
@@ -109,6 +104,11 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
             names = ", ".join(sources[split].empty_classes[:5])
             print(f"warning: {split}: {len(sources[split].empty_classes)} class folder(s) hold no images: {names}",
                   file=sys.stderr)
+
+    options = {split: make_options(size=size, shard_size=shard_size, seed=seed, compression=compression,
+                                   source=src, labels=lab, classes=classes) for split, src, lab in jobs}
+    os.makedirs(out, exist_ok=True)
+    existing = check_options(out, options, existing, overwrite)  # only once the inputs are known good
 
     manifest = {"format_version": FORMAT_VERSION, "image_size": size, "classes": classes, "splits": {}}
     if existing:  # splits this run does not touch stay as they were

@@ -253,6 +253,10 @@ def test_unknown_val_class_is_an_error(tmp_path, train_and_flat_val, capsys):
                       str(label_file), "--size", str(SIZE), "--workers", "1", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "'n99'" in err and "not one of the train split's 3 classes" in err and "Traceback" not in err
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("".join(f"{name},{wnid}\n" for name, wnid in truth.items()))
+    manifest = convert(str(tmp_path / "out"), train=src, val=val, val_labels=str(fixed), size=SIZE, workers=1, quiet=True)
+    assert manifest["splits"]["val"]["count"] == len(truth)  # the failed run left nothing in the way
 
 
 def test_unknown_val_class_folder_is_an_error(tmp_path, train_and_flat_val):
@@ -335,3 +339,13 @@ def test_non_utf8_name_and_fifo_are_skipped_with_reasons(tmp_path):
     skipped = {s["path"]: s["reason"] for s in manifest["splits"]["train"]["skipped"]}
     assert skipped == {"a/caf\\udce9.jpg": "file name not UTF-8", "a/pipe.jpg": "not a regular file"}
     assert manifest["splits"]["train"]["count"] == 1
+
+
+def test_reader_reads_the_converted_dataset(awkward, monkeypatch, tmp_path):
+    from refnet.data import ShardDataset
+
+    monkeypatch.setenv("REFNET_CACHE_DIR", str(tmp_path))  # the reader's checksum cache
+    ds = ShardDataset(awkward["out"], "train")
+    assert len(ds) == len(awkward["paths"]) and ds.classes == awkward["manifest"]["classes"]
+    labels = np.concatenate([y for _, y in ds.batches(5, train=False, crop=SIZE - 4)])
+    np.testing.assert_array_equal(labels, awkward["labels"])
