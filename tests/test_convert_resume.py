@@ -157,3 +157,16 @@ def test_val_alone_must_match_image_size(source, clean_run, tmp_path):
     fx.make_class_tree(val, {"a": 1, "c": 1}, seed=4)
     with pytest.raises(DatasetError, match="--size 40 differs from the train split's image_size 32"):
         convert(clean_run, val=val, size=40, workers=1, quiet=True)
+
+
+@pytest.mark.parametrize("compression", ["lzf", "gzip"])
+def test_compression_changes_bytes_not_pixels(source, clean_run, tmp_path, compression):
+    import h5py
+
+    out = str(tmp_path / compression)
+    manifest = convert(out, train=source, size=SIZE, shard_size=4, compression=compression, workers=1, quiet=True)
+    for shard in manifest["splits"]["train"]["shards"]:
+        with h5py.File(os.path.join(out, shard["file"]), "r") as f, \
+                h5py.File(os.path.join(clean_run, shard["file"]), "r") as g:
+            assert f["images"].compression == compression and g["images"].compression is None
+            assert (f["images"][()] == g["images"][()]).all() and (f["labels"][()] == g["labels"][()]).all()
