@@ -196,6 +196,25 @@ def test_every_image_once_per_epoch_with_correct_labels(tmp_path, train):
         np.testing.assert_array_equal(images, np.arange(n))
 
 
+def test_batches_kept_by_the_consumer_are_never_overwritten(tmp_path):
+    n = 50
+    ds = flat_dataset(tmp_path, n)
+    kept = list(ds.batches(4, train=False, crop=CROP))  # every batch held, nothing copied
+    np.testing.assert_array_equal(np.concatenate([x[:, 0, 0, 0] for x, _ in kept]), np.arange(n))
+    views = [x[:, 1] for x, _ in ds.batches(4, train=False, crop=CROP, ten_crop=True)]  # a view holds its batch
+    np.testing.assert_array_equal(np.concatenate([v[:, 0, 0, 0] for v in views]), np.arange(n))
+
+
+def test_batches_dropped_by_the_consumer_are_reused(tmp_path):
+    ds = flat_dataset(tmp_path, 50)
+    addresses, values = set(), []
+    for x, _ in ds.batches(2, train=False, crop=CROP, prefetch_depth=2):
+        addresses.add(x.__array_interface__["data"][0])
+        values.extend(x[:, 0, 0, 0])
+    assert len(addresses) <= 2 + 4  # 25 batches through at most prefetch_depth + 4 arrays
+    np.testing.assert_array_equal(values, np.arange(50))
+
+
 def test_drop_last(tmp_path):
     ds = flat_dataset(tmp_path, 50)
     batches = all_batches(ds, 16, train=True, crop=CROP, drop_last=True)

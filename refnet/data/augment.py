@@ -67,9 +67,9 @@ def augment_crops(x, images, source, top, left, flip, alpha, mean_image, eigval,
         for i in range(c):
             pixels, mean = images[b, t + i], mean_image[t + i]  # (S, 3) source row
             out_r, out_g, out_b = x[k, 0, i], x[k, 1, i], x[k, 2, i]
-            if flip[k]:
-                for j in range(c):
-                    s = l + c - 1 - j
+            if flip[k]:  # walk the source forwards and write backwards: faster than the reverse
+                for s in range(l, l + c):
+                    j = l + c - 1 - s
                     out_r[j] = (np.float32(pixels[s, 0]) - mean[s, 0]) + red
                     out_g[j] = (np.float32(pixels[s, 1]) - mean[s, 1]) + green
                     out_b[j] = (np.float32(pixels[s, 2]) - mean[s, 2]) + blue

@@ -31,6 +31,7 @@ from ..ops._checks import check_positive_int
 from .augment import augment_crops
 from .manifest import FORMAT_VERSION, load_manifest, load_stats, split_entry, verify_checksums
 from .prefetch import prefetch
+from .recycle import ArrayPool
 
 PCA_NOISE_STD = 0.1  # the paper's standard deviation of the colour-noise coefficients alpha
 _PERMUTATION_STREAM, _BATCH_STREAM = 0, 1  # keep the permutation's and the batches' seeds apart
@@ -178,39 +179,49 @@ class ShardDataset:
         order = self.epoch_order(train=train, seed=seed, epoch=epoch)
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         plan = enumerate(order[start : start + batch_size] for start in range(0, stop, batch_size))
+        size, views = self.image_size, (10 if ten_crop else 1)
+        # a batch array is reused once the consumer has dropped it (see refnet/data/recycle.py):
+        # the queue, the batch in hand and the generators' locals can each hold one
+        pools = (
+            ArrayPool((batch_size, size, size, 3), np.uint8, keep=2),
+            ArrayPool((batch_size * views, 3, crop, crop), np.float32, keep=prefetch_depth + 4),
+        )
         if train:
-            batches = (self._train_batch(indices, crop, [seed, epoch, _BATCH_STREAM, number]) for number, indices in plan)
+            batches = (
+                self._train_batch(indices, crop, [seed, epoch, _BATCH_STREAM, number], pools)
+                for number, indices in plan
+            )
         else:
-            batches = (self._eval_batch(indices, crop, ten_crop) for _, indices in plan)
+            batches = (self._eval_batch(indices, crop, ten_crop, pools) for _, indices in plan)
         return prefetch(batches, prefetch_depth) if prefetch_depth else batches
 
-    def _load(self, indices):
+    def _load(self, indices, stored=None):
         """Stored images in sorted order, and for each position of `indices` its row in them."""
         order = np.argsort(indices, kind="stable")
-        size = self.image_size
-        stored = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+        if stored is None:
+            stored = np.empty((len(indices), self.image_size, self.image_size, 3), dtype=np.uint8)
         self._read_sorted(stored, indices[order])
         row_of = np.empty(len(indices), dtype=np.int64)
         row_of[order] = np.arange(len(indices))
         return stored, row_of
 
-    def _train_batch(self, indices, crop, rng_seed):
-        stored, row_of = self._load(indices)
+    def _train_batch(self, indices, crop, rng_seed, pools):
+        stored, row_of = self._load(indices, _take(pools[0], len(indices)))
         n, room = len(indices), self.image_size - crop + 1
         rng = np.random.default_rng(rng_seed)  # drawn in this order: top, left, flip, alpha
         top = rng.integers(0, room, size=n, dtype=np.int64)
         left = rng.integers(0, room, size=n, dtype=np.int64)
         flip = rng.integers(0, 2, size=n, dtype=np.uint8)
         alpha = rng.normal(0.0, PCA_NOISE_STD, size=(n, 3)).astype(np.float32)
-        x = np.empty((n, 3, crop, crop), dtype=np.float32)
+        x = _take(pools[1], n)
         self._run_kernel(x, stored, row_of, top, left, flip, alpha)
         return x, self.labels[indices]
 
-    def _eval_batch(self, indices, crop, ten_crop):
-        stored, row_of = self._load(indices)
+    def _eval_batch(self, indices, crop, ten_crop, pools):
+        stored, row_of = self._load(indices, _take(pools[0], len(indices)))
         n, views = len(indices), (10 if ten_crop else 1)
         top, left, flip = crop_windows(self.image_size, crop, ten_crop)
-        x = np.empty((n * views, 3, crop, crop), dtype=np.float32)
+        x = _take(pools[1], n * views)
         self._run_kernel(
             x,
             stored,
@@ -227,6 +238,13 @@ class ShardDataset:
     def _run_kernel(self, x, stored, source, top, left, flip, alpha):
         stats = self.stats
         augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], stats["eigval"], stats["eigvec"])
+
+
+def _take(pool, rows):
+    """An array from `pool`, or a fresh one of `rows` rows for a short last batch."""
+    if rows == pool.shape[0]:
+        return pool.take()
+    return np.empty((rows,) + pool.shape[1:], pool.dtype)
 
 
 def _plain(value):
