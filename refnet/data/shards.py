@@ -166,6 +166,9 @@ class ShardDataset:
         is made when asked for). Its kernel runs with the GIL released, so it overlaps the consumer's
         nogil compute; with Numba's `workqueue` threading layer two threads must not launch parallel
         kernels at once (omp and tbb allow it), use prefetch_depth=0 there.
+
+        The arrays of a batch the consumer has dropped (no reference or view left) are refilled
+        for later batches; a batch that is kept stays as it was.
         """
         batch_size = check_positive_int("batch_size", batch_size)
         crop = check_positive_int("crop", crop)
