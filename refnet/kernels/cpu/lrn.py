@@ -26,10 +26,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-# hw positions per parallel task: the C rows of a task's x/y/scale chunks stay in L2.
-HW_CHUNK = 256
-
-
 @njit(cache=True)
 def lrn_forward_reference(y, scale, x, size, alpha, beta, k):
     N, C, H, W = x.shape
@@ -64,82 +60,76 @@ def lrn_backward_reference(dx, x, y, scale, dy, size, alpha, beta, k):
 
 
 @njit(inline="always")
-def _pow_minus_beta(sc, beta, three_quarters):
-    if three_quarters:
-        r = math.sqrt(sc)
-        return np.float32(1.0) / (r * math.sqrt(r))
-    return sc ** (-beta)
+def _times_pow_minus_beta(out_row, a_row, scale_row, beta):
+    """out_row[i] = a_row[i] * scale_row[i]^(-beta), all rows of one length.
+
+    The test on beta sits outside the loops so that each loop stays branch-free and vectorises.
+    """
+    if beta == np.float32(0.75):
+        for i in range(out_row.size):
+            r = math.sqrt(scale_row[i])
+            out_row[i] = a_row[i] / (r * math.sqrt(r))
+    else:
+        for i in range(out_row.size):
+            out_row[i] = a_row[i] * scale_row[i] ** (-beta)
+
+
+# The fast kernels run one image n per task, whole hw rows from index 0 (x[n, c] is one contiguous
+# row): measured 2x faster than tasks over hw chunks addressed by slices and 7x faster than flat
+# offset indexing, which LLVM vectorises poorly.
 
 
 @njit(parallel=True, cache=True)
-def _lrn_forward_chunks(y, scale, x, size, alpha, beta, k):
-    # x, y, scale viewed (N, C, HW). Task t = (n, hw chunk); inner loops run along hw, contiguous.
+def _lrn_forward_images(y, scale, x, size, alpha, beta, k):
+    # x, y, scale viewed (N, C, HW).
     N, C, HW = x.shape
     half = size // 2
-    chunks = (HW + HW_CHUNK - 1) // HW_CHUNK
-    three_quarters = beta == np.float32(0.75)
-    for t in prange(N * chunks):
-        n = t // chunks
-        lo = (t % chunks) * HW_CHUNK
-        hi = min(HW, lo + HW_CHUNK)
+    for n in prange(N):
         for c in range(C):
             s_row = scale[n, c]
-            for i in range(lo, hi):
+            for i in range(HW):
                 s_row[i] = np.float32(0.0)
             for cc in range(max(0, c - half), min(C - 1, c + half) + 1):
                 x_row = x[n, cc]
-                for i in range(lo, hi):
+                for i in range(HW):
                     s_row[i] += x_row[i] * x_row[i]
-            x_row = x[n, c]
-            y_row = y[n, c]
-            for i in range(lo, hi):
-                sc = k + alpha * s_row[i]
-                s_row[i] = sc
-                y_row[i] = x_row[i] * _pow_minus_beta(sc, beta, three_quarters)
+            for i in range(HW):
+                s_row[i] = k + alpha * s_row[i]
+            _times_pow_minus_beta(y[n, c], x[n, c], s_row, beta)
 
 
 @njit(parallel=True, cache=True)
-def _lrn_backward_chunks(dx, x, y, scale, dy, size, alpha, beta, k):
+def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k):
     N, C, HW = x.shape
     half = size // 2
-    chunks = (HW + HW_CHUNK - 1) // HW_CHUNK
-    three_quarters = beta == np.float32(0.75)
     two_alpha_beta = np.float32(2.0) * alpha * beta
-    for t in prange(N * chunks):
-        n = t // chunks
-        lo = (t % chunks) * HW_CHUNK
-        hi = min(HW, lo + HW_CHUNK)
-        width = hi - lo
-        # ratio[c] = dy_c * y_c / scale_c for this chunk, computed once and reused by size channels.
-        ratio = np.empty((C, width), dtype=np.float32)
+    for n in prange(N):
+        # ratio[c] = dy_c * y_c / scale_c, computed once and reused by the size channels around c.
+        ratio = np.empty((C, HW), dtype=np.float32)
         for c in range(C):
-            dy_row = dy[n, c]
-            y_row = y[n, c]
-            s_row = scale[n, c]
-            r_row = ratio[c]
-            for i in range(width):
-                r_row[i] = dy_row[lo + i] * y_row[lo + i] / s_row[lo + i]
+            dy_row, y_row, s_row, r_row = dy[n, c], y[n, c], scale[n, c], ratio[c]
+            for i in range(HW):
+                r_row[i] = dy_row[i] * y_row[i] / s_row[i]
+        window_sum = np.empty(HW, dtype=np.float32)
         for c in range(C):
-            dx_row = dx[n, c]
-            for i in range(lo, hi):
-                dx_row[i] = np.float32(0.0)
-            for cc in range(max(0, c - half), min(C - 1, c + half) + 1):
+            c0, c1 = max(0, c - half), min(C - 1, c + half)
+            r_row = ratio[c0]
+            for i in range(HW):
+                window_sum[i] = r_row[i]
+            for cc in range(c0 + 1, c1 + 1):
                 r_row = ratio[cc]
-                for i in range(width):
-                    dx_row[lo + i] += r_row[i]
-            x_row = x[n, c]
-            dy_row = dy[n, c]
-            s_row = scale[n, c]
-            for i in range(lo, hi):
-                dx_row[i] = dy_row[i] * _pow_minus_beta(s_row[i], beta, three_quarters) - two_alpha_beta * x_row[
-                    i
-                ] * dx_row[i]
+                for i in range(HW):
+                    window_sum[i] += r_row[i]
+            dx_row, x_row = dx[n, c], x[n, c]
+            _times_pow_minus_beta(dx_row, dy[n, c], scale[n, c], beta)
+            for i in range(HW):
+                dx_row[i] -= two_alpha_beta * x_row[i] * window_sum[i]
 
 
 def lrn_forward(y, scale, x, size, alpha, beta, k):
     """y, scale (N, C, H, W) from x (N, C, H, W)."""
     N, C, H, W = x.shape
-    _lrn_forward_chunks(
+    _lrn_forward_images(
         y.reshape(N, C, H * W),
         scale.reshape(N, C, H * W),
         x.reshape(N, C, H * W),
@@ -154,7 +144,7 @@ def lrn_backward(dx, x, y, scale, dy, size, alpha, beta, k):
     """dx (N, C, H, W) from the forward's x, y, scale and the incoming gradient dy."""
     N, C, H, W = x.shape
     shape = (N, C, H * W)
-    _lrn_backward_chunks(
+    _lrn_backward_images(
         dx.reshape(shape),
         x.reshape(shape),
         y.reshape(shape),
