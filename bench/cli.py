@@ -187,13 +187,8 @@ def run(args) -> int:
         pass
 
     targets = report.cpu_targets(rows, jit, peak) if device == "cpu" else report.cuda_targets(rows)
-    table = report.format_table(rows, bandwidth)
-    print(table)
-    if jit:
-        print(f"\nJIT: first training step (batch {jit['batch']}) from process start: cold cache "
-              f"{jit['cold']['to_first_step_end_s']:.1f} s, warm cache {jit['warm']['to_first_step_end_s']:.1f} s")
-    print("\nTargets:\n" + report.format_targets(targets))
-    print(f"\nload average (1, 5, 15 min): start {meta['load_average_start']}, end {meta['load_average_end']}")
+    text = report.format_report(meta, rows, targets)
+    print(text)
 
     json_path = args.json or f"refnet-bench-{device}.json"
     png_path = args.png or f"refnet-bench-{device}.png"
@@ -201,7 +196,7 @@ def run(args) -> int:
     report.write_png(png_path, rows, f"refnet vs peers, {device}, batch {batch} ({meta['machine']})")
     if args.md:
         with open(args.md, "w") as f:
-            f.write(f"```\n{meta['command']}\n```\n\n{table}\n\n## Targets\n\n{report.format_targets(targets)}\n")
+            f.write(text + "\n")
     print(f"\nwrote {json_path} and {png_path}" + (f" and {args.md}" if args.md else ""), file=sys.stderr)
     if mismatches:
         print(f"!!! {mismatches} case(s) disagreed with their peer or failed: see the check column", file=sys.stderr)

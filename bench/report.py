@@ -137,7 +137,7 @@ def cpu_targets(rows, jit=None, peak_gflops=None):
         r = steps[0]
         share = ""
         if peak_gflops and r.rate:
-            peer_rate = r.rate * r.ratio
+            peer_rate = r.rate / r.ratio
             share = (f"; refnet {r.rate:.1f} GFLOP/s = {100 * r.rate / peak_gflops:.0f}% of the stated peak "
                      f"{peak_gflops:.0f} GFLOP/s, torch {peer_rate:.1f} GFLOP/s = {100 * peer_rate / peak_gflops:.0f}%")
         out.append(_target(f"{label} images/s >= 1.0x PyTorch CPU",
@@ -186,6 +186,43 @@ def format_targets(targets) -> str:
         if t["detail"]:
             lines.append(f"    {t['detail']}")
     return "\n".join(lines)
+
+
+def format_report(meta, rows, targets) -> str:
+    """The whole result as Markdown: the run's settings, the table, JIT times, the targets."""
+    lines = [
+        f"refnet bench on {meta['machine']} ({meta['device']}, {meta['cpu_count']} CPUs seen), {meta['started_utc']} UTC",
+        "",
+        "```",
+        meta["command"],
+        "```",
+        "",
+        f"- batch {meta['batch']} (FC GEMMs: {meta['gemm_batch']}), input {meta['input_size']}, "
+        f"at least {meta['repeat']} timed calls per case",
+        f"- threads: refnet (numba, {meta['numba_threading_layer']} layer) {meta['numba_threads']}, "
+        f"torch {meta['torch_threads'] if meta['torch'] else 'n/a'}",
+        f"- peers: torch {meta['torch'] or 'not installed'}; numpy BLAS {meta['numpy_blas']}",
+    ]
+    if meta.get("copy_bandwidth_gbs"):
+        lines.append(f"- copy bandwidth (numpy copy of a large array, read + write): {meta['copy_bandwidth_gbs']:.1f} GB/s")
+    lines.append(f"- load average (1, 5, 15 min): start {_load(meta['load_average_start'])}, "
+                 f"end {_load(meta['load_average_end'])}")
+    if meta.get("note"):
+        lines.append(f"- note: {meta['note']}")
+    lines += ["", format_table(rows, meta.get("copy_bandwidth_gbs"))]
+    jit = meta.get("jit")
+    if jit:
+        lines += ["", f"JIT: first training step (batch {jit['batch']}, input {jit['input_size']}) in a fresh process, "
+                      f"from process start to the end of the step: cold Numba cache "
+                      f"{jit['cold']['to_first_step_end_s']:.1f} s, warm cache {jit['warm']['to_first_step_end_s']:.1f} s "
+                      f"(the step itself: {jit['cold']['first_step_s']:.1f} s cold, {jit['warm']['first_step_s']:.1f} s warm; "
+                      f"second step {jit['warm']['second_step_s']:.2f} s)"]
+    lines += ["", "Targets:", "", format_targets(targets)]
+    return "\n".join(lines)
+
+
+def _load(values):
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 def write_json(path, meta, rows, targets):
