@@ -65,6 +65,7 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     from .shards import FORMAT_VERSION, MANIFEST_NAME, STATS_NAME, DatasetError, write_json_atomic
     from .state import check_options, make_options
     from .stats import PixelStats, write_stats
+    from .workers import Decoder
 
     out = os.path.abspath(out)
     if not train and not val:
@@ -114,16 +115,13 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     if existing:  # splits this run does not touch stay as they were
         manifest["splits"] = {k: v for k, v in existing["splits"].items() if k not in options}
     stats = PixelStats(size) if train else None
-    workers = workers or _cpu_count()
-    pool = _make_pool(workers)
+    decoder = Decoder(workers or _cpu_count(), size, TASK_IMAGES)
     try:
         for split, _, _ in jobs:
             manifest["splits"][split] = _convert_split(
-                out, split, sources[split], options[split], pool, workers, stats if split == "train" else None, quiet)
+                out, split, sources[split], options[split], decoder, stats if split == "train" else None, quiet)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        decoder.close()
     if stats is not None:
         if stats.images == 0:
             raise DatasetError(f"no train image could be converted (all {sources['train'].total} skipped); see "
@@ -154,40 +152,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _make_pool(workers: int):
-    """None for one worker (everything runs in this process), else a process pool.
-
-    Created before any progress bar or HDF5 file exists, so forking copies neither a thread nor an
-    open file handle."""
-    if workers == 1:
-        return None
-    import multiprocessing
-
-    method = "fork" if sys.platform.startswith("linux") else None
-    return multiprocessing.get_context(method).Pool(workers)
-
-
-def _ordered_results(tasks, pool, workers_window: int):
-    """Results of `load_images(*task)` in task order; at most `workers_window` tasks in flight, so
-    decoded images never pile up in memory when writing is the slower side (unlike Pool.imap, which
-    queues every task at once)."""
-    from collections import deque
-    from itertools import islice
-
-    from .preprocess import load_images
-
-    if pool is None:
-        yield from (load_images(*task) for task in tasks)
-        return
-    tasks = iter(tasks)
-    pending = deque(pool.apply_async(load_images, task) for task in islice(tasks, workers_window))
-    while pending:
-        result = pending.popleft().get()
-        pending.extend(pool.apply_async(load_images, task) for task in islice(tasks, 1))
-        yield result
-
-
-def _convert_split(out, split, source, options, pool, workers, stats, quiet) -> dict:
+def _convert_split(out, split, source, options, decoder, stats, quiet) -> dict:
     """Write (or keep, after a crash) the split's shards; returns its manifest entry."""
     import numpy as np
     from tqdm import tqdm
@@ -217,9 +182,9 @@ def _convert_split(out, split, source, options, pool, workers, stats, quiet) -> 
     todo = [index for index, sidecar in enumerate(sidecars) if sidecar is None]
     kept_images = sum(len(chunks[i]) for i in range(len(chunks)) if sidecars[i] is not None)
 
-    tasks = ((tuple(os.path.join(source.root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]), options["image_size"])
-             for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
-    results = _ordered_results(tasks, pool, 4 * workers)
+    path_groups = ([os.path.join(source.root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]]
+                   for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
+    results = decoder.map(path_groups)
     compression = None if options["compression"] == "none" else options["compression"]
     written_images = written_bytes = 0
     with tqdm(total=len(items), initial=kept_images, desc=split, unit="img", disable=quiet, smoothing=0.1) as bar:
