@@ -76,14 +76,3 @@ def write_dataset(out_dir, splits, classes, shard_size, stats=None, compression=
         json.dump(manifest, f, indent=1)
     return manifest
 
-
-def random_dataset(out_dir, *, n_train, size, n_classes=5, shard_size=16, n_val=0, seed=0):
-    """Random images and labels written as a dataset; returns {split: (images, labels)}."""
-    rng = np.random.default_rng(seed)
-    splits = {}
-    for split, n in (("train", n_train), ("val", n_val)):
-        if n:
-            images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
-            splits[split] = (images, rng.integers(0, n_classes, size=n).astype(np.int32))
-    write_dataset(out_dir, splits, [f"class{i:03d}" for i in range(n_classes)], shard_size)
-    return splits

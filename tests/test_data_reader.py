@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from poison import assert_all_written, poisoned
 from refs.augment import augment_crops as augment_crops_ref
-from shard_writer import random_dataset, write_dataset, write_stats
+from shard_writer import write_dataset, write_stats
 
 from refnet.data import ShardDataset
 from refnet.data import manifest as manifest_module
