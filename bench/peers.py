@@ -12,6 +12,7 @@ converted here, in one place:
   w += v. With a constant learning rate v = -lr*v' and the weights agree step for step.
 """
 
+import os
 import platform
 
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
@@ -49,11 +50,28 @@ def numpy_blas_info() -> str:
 
         threads = [f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info()
                    if i.get("user_api") == "blas"]
-        if threads:
-            name += " (" + ", ".join(threads) + ")"
+        return name + (" (" + ", ".join(threads) + ")" if threads else "")
     except ImportError:
-        name += " (threads: threadpoolctl not installed)"
-    return name
+        return name + _bundled_openblas_details()
+
+
+def _bundled_openblas_details() -> str:
+    """Config string and thread count of the OpenBLAS a numpy wheel bundles, read with ctypes
+    (what threadpoolctl would report, without depending on it)."""
+    import ctypes
+    import glob
+
+    import numpy as np
+
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas*.so*")):
+        try:
+            lib = ctypes.CDLL(path)
+            get_config, get_threads = lib.scipy_openblas_get_config64_, lib.scipy_openblas_get_num_threads64_
+        except (OSError, AttributeError):
+            continue
+        get_config.restype, get_threads.restype = ctypes.c_char_p, ctypes.c_int
+        return f" ({get_config().decode().strip()}, {get_threads()} threads)"
+    return " (threads unknown)"
 
 
 def cpu_model() -> str:
