@@ -54,14 +54,13 @@ def _fill_zero_flat(a):
 
 @cuda.jit
 def _maxpool_backward_kernel(dx_planes, dy_planes, argmax_planes):
-    plane = cuda.grid(1)
-    if plane >= dy_planes.shape[0]:
-        return
     plane_size = dx_planes.shape[1]
-    for window in range(dy_planes.shape[1]):
-        at = argmax_planes[plane, window]
-        if 0 <= at < plane_size:  # a corrupt argmax is skipped, never written out of bounds
-            dx_planes[plane, at] += dy_planes[plane, window]
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for plane in range(start, dy_planes.shape[0], step):
+        for window in range(dy_planes.shape[1]):
+            at = argmax_planes[plane, window]
+            if 0 <= at < plane_size:  # a corrupt argmax is skipped, never written out of bounds
+                dx_planes[plane, at] += dy_planes[plane, window]
 
 
 def maxpool2d_forward(y, argmax, x, size, stride):
