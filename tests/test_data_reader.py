@@ -316,7 +316,7 @@ def test_prefetch_reraises_producer_errors_in_order():
 def test_read_error_mid_epoch_reaches_the_consumer(tmp_path):
     ds = flat_dataset(tmp_path, 50)
     os.remove(ds.shard_paths[3])  # vanishes after the dataset was opened
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError, match="train-00003.h5' cannot be opened"):
         all_batches(ds, 16, train=False, crop=CROP)
     assert not prefetch_threads()
 

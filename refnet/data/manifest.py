@@ -18,6 +18,7 @@ import os
 
 import h5py
 import numpy as np
+from tqdm import tqdm
 
 FORMAT_VERSION = 1
 STATS_SHAPES = {"mean_rgb": (3,), "std_rgb": (3,), "eigval": (3,), "eigvec": (3, 3)}  # plus mean_image (S, S, 3)
@@ -101,24 +102,30 @@ def _write_cache(path, cache):
 def verify_checksums(paths_and_digests):
     """Raise ValueError for the first shard whose sha256 differs from the manifest's.
 
-    Shards already verified with the same path, size and mtime (see the module docstring) are skipped.
+    Shards already verified with the same path, size and mtime (see the module docstring) are
+    skipped; the others are hashed behind a progress bar (a full ImageNet split takes minutes).
     """
     cache_path = _cache_path()
     cache = _read_cache(cache_path)
-    changed = False
+    todo = []
     for path, expected in paths_and_digests:
         st = os.stat(path)
-        key = os.path.abspath(path)
         fingerprint = [st.st_size, st.st_mtime_ns, expected]
-        if cache.get(key) == fingerprint:
-            continue
-        actual = file_sha256(path)
-        if actual != expected:
-            raise ValueError(
-                f"{path}: checksum mismatch, manifest sha256 {expected}, file sha256 {actual} "
-                "(the shard is damaged or was rewritten after the manifest; reconvert it)"
-            )
-        cache[key] = fingerprint
-        changed = True
-    if changed:
-        _write_cache(cache_path, cache)
+        if cache.get(os.path.abspath(path)) != fingerprint:
+            todo.append((path, fingerprint))
+    if not todo:
+        return
+    try:
+        total = sum(fingerprint[0] for _, fingerprint in todo)
+        with tqdm(total=total, desc="verifying shard checksums", unit="B", unit_scale=True, leave=False) as bar:
+            for path, fingerprint in todo:
+                actual = file_sha256(path)
+                if actual != fingerprint[2]:
+                    raise ValueError(
+                        f"{path}: checksum mismatch, manifest sha256 {fingerprint[2]}, file sha256 {actual} "
+                        "(the shard is damaged or was rewritten after the manifest; reconvert it)"
+                    )
+                cache[os.path.abspath(path)] = fingerprint
+                bar.update(fingerprint[0])
+    finally:
+        _write_cache(cache_path, cache)  # what was verified stays verified, even after a mismatch

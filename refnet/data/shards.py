@@ -103,7 +103,10 @@ class ShardDataset:
             self._files, self._pid = {}, os.getpid()
         opened = self._files.get(shard)
         if opened is None:
-            f = h5py.File(self.shard_paths[shard], "r")
+            try:
+                f = h5py.File(self.shard_paths[shard], "r")
+            except OSError as exc:
+                raise ValueError(f"shard {self.shard_paths[shard]!r} cannot be opened any more: {exc}") from None
             images = f["images"]
             size = self.image_size
             raw = images.chunks == (1, size, size, 3) and images.id.get_create_plist().get_nfilters() == 0
