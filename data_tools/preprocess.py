@@ -2,22 +2,24 @@
 
 `load_image` is THE preprocessing of refnet: `refnet convert` stores its output in the shards and
 `refnet predict` calls it on the user's files, so a photo seen at prediction time goes through
-exactly the pixels path the network was trained on. The steps, in order:
+exactly the pixel path the network was trained on. The steps, in order:
 
 1. open with Pillow (the format is read from the content, not the extension: a PNG named
    `.JPEG` converts). Images over Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`)
    are refused before they are decoded.
 2. JPEGs at least twice the target are decoded at 1/2, 1/4 or 1/8 scale with `draft()` (libjpeg's
    DCT scaling), never below `size` on the shorter side: same picture, a fraction of the work.
-3. EXIF orientation applied (`ImageOps.exif_transpose`), so a photo shot sideways stands upright.
+3. EXIF orientation applied (`ImageOps.exif_transpose`), so a photo shot sideways stands upright
+   (an EXIF block too damaged to read leaves the image as stored).
 4. converted to 8-bit RGB: CMYK, grayscale (L, 1), palette (P, PA) and RGBA/LA via Pillow's own
    conversion; an alpha channel is dropped (what torchvision's and Caffe's loaders do); 16-bit
-   grayscale (I;16*, and I as 16-bit PNGs open) is scaled by 1/256, not clipped at 255.
+   grayscale (I;16*, and I as 16-bit PNGs open) is scaled by 1/256, not clipped at 255; float
+   images (F) are clipped to 0..255.
 5. the shorter side rescaled to `size` (the longer to round(long * size / short)) with Pillow's
    LANCZOS filter, the one Pillow long called ANTIALIAS, then the centre `size x size` crop,
    offset (long' - size) // 2. Only the crop box is resampled (`resize(box=...)`), which gives the
-   same pixels as resizing everything and cropping afterwards, minus the work on the discarded
-   margins.
+   same pixels as resizing everything and cropping afterwards (to within rounding, +-2 of 255),
+   minus the work on the discarded margins.
 
 Failures are `SkipImage(category, detail)`; `refnet convert` records them as skipped files with the
 reason "category: detail" instead of stopping.
@@ -79,8 +81,7 @@ def load_image(source, size: int = 256) -> np.ndarray:
             with Image.open(source) as img:
                 img.draft(None, (size, size))  # no-op for non-JPEGs and small JPEGs
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                rgb = _to_rgb(_upright(img))
                 return _resize_centre_crop(rgb, size)
     except SkipImage:
         raise
@@ -96,6 +97,13 @@ def load_image(source, size: int = 256) -> np.ndarray:
             struct.error, ZeroDivisionError, MemoryError) as exc:
         # Pillow's decoders signal a broken file with any of these.
         raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except (SyntaxError, ValueError, KeyError, TypeError, struct.error, OSError):
+        return img  # unreadable EXIF: the pixels are fine, only the orientation is unknown
 
 
 def _is_empty(source) -> bool:

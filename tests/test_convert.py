@@ -349,3 +349,16 @@ def test_reader_reads_the_converted_dataset(awkward, monkeypatch, tmp_path):
     assert len(ds) == len(awkward["paths"]) and ds.classes == awkward["manifest"]["classes"]
     labels = np.concatenate([y for _, y in ds.batches(5, train=False, crop=SIZE - 4)])
     np.testing.assert_array_equal(labels, awkward["labels"])
+
+
+def test_unreadable_exif_keeps_the_image_as_stored(awkward, monkeypatch):
+    import data_tools.preprocess as preprocess
+
+    path = os.path.join(awkward["src"], "cat", "cat_000.jpg")
+    expected = load_image(path, SIZE)
+
+    def broken_exif(image):
+        raise SyntaxError("not a TIFF IFD")
+
+    monkeypatch.setattr(preprocess.ImageOps, "exif_transpose", broken_exif)
+    np.testing.assert_array_equal(load_image(path, SIZE), expected)
