@@ -90,9 +90,10 @@ def _remove_split(out: str, split: str) -> None:
 
 
 def remove_stale(out: str, split: str, n_chunks: int) -> None:
-    """Delete unfinished `.tmp` shards and shards/sidecars numbered past the current plan."""
-    for path in glob.glob(os.path.join(glob.escape(out), f"{split}-*.h5.tmp")):
-        os.remove(path)
+    """Delete unfinished `.tmp` shards and sidecars, and shards/sidecars numbered past the current plan."""
+    for pattern in (f"{split}-*.h5.tmp", os.path.join(STATE_DIR, f"{split}-*.json.tmp")):
+        for path in glob.glob(os.path.join(glob.escape(out), pattern)):
+            os.remove(path)
     for pattern in (f"{split}-*.h5", os.path.join(STATE_DIR, f"{split}-*.json")):
         for path in glob.glob(os.path.join(glob.escape(out), pattern)):
             number = os.path.basename(path).split("-", 1)[1].split(".", 1)[0]

@@ -122,6 +122,8 @@ def test_damaged_or_half_written_shards_are_redone(source, clean_run, tmp_path, 
     os.remove(os.path.join(out, "train-00005.h5"))
     with open(os.path.join(out, "train-00006.h5.tmp"), "wb") as f:
         f.write(b"half a shard")
+    with open(os.path.join(out, ".convert", "train-00006.json.tmp"), "w") as f:
+        f.write('{"half": ')
     with open(os.path.join(out, "train-00099.h5"), "wb") as f:  # past the plan: removed
         f.write(b"stale")
     os.remove(os.path.join(out, "manifest.json"))
