@@ -155,10 +155,9 @@ def _cpu_count() -> int:
 def _convert_split(out, split, source, options, decoder, stats, quiet) -> dict:
     """Write (or keep, after a crash) the split's shards; returns its manifest entry."""
     import numpy as np
-    from tqdm import tqdm
 
-    from .shards import STATE_DIR, ShardWriter, reason_category, shard_filename
-    from .state import chunk_plan, kept_shard, remove_stale, write_sidecar
+    from .shards import format_reasons
+    from .state import chunk_plan, remove_stale
 
     started = time.perf_counter()
     order = np.random.default_rng([options["seed"], SPLIT_SEED_OFFSET[split]]).permutation(len(source.items))
@@ -167,63 +166,85 @@ def _convert_split(out, split, source, options, decoder, stats, quiet) -> dict:
     chunks = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     plans = [chunk_plan(options, chunk) for chunk in chunks]
     remove_stale(out, split, len(chunks))
-
-    sidecars: list = [None] * len(chunks)
-    # After a crash: hash the finished shards (and re-read their pixels for the statistics).
-    resuming = os.path.isdir(os.path.join(out, STATE_DIR)) and any(
-        name.startswith(f"{split}-") for name in os.listdir(os.path.join(out, STATE_DIR)))
-    with tqdm(total=len(chunks), desc=f"{split}: checking finished shards", unit="shard",
-              disable=quiet or not resuming, leave=False) as bar:
-        for index, plan in enumerate(plans):
-            sidecars[index] = kept_shard(out, split, index, plan)
-            if sidecars[index] and stats is not None and sidecars[index]["count"]:
-                _add_shard_to_stats(os.path.join(out, sidecars[index]["file"]), stats)
-            bar.update(1)
-    todo = [index for index, sidecar in enumerate(sidecars) if sidecar is None]
-    kept_images = sum(len(chunks[i]) for i in range(len(chunks)) if sidecars[i] is not None)
-
-    path_groups = ([os.path.join(source.root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]]
-                   for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
-    results = decoder.map(path_groups)
-    compression = None if options["compression"] == "none" else options["compression"]
-    written_images = written_bytes = 0
-    with tqdm(total=len(items), initial=kept_images, desc=split, unit="img", disable=quiet, smoothing=0.1) as bar:
-        for index in todo:
-            name = shard_filename(split, index)
-            writer = ShardWriter(os.path.join(out, name), split, options["image_size"], len(chunks[index]), compression)
-            skipped = []
-            for start in range(0, len(chunks[index]), TASK_IMAGES):
-                batch = chunks[index][start:start + TASK_IMAGES]
-                for (rel, label), result in zip(batch, next(results)):
-                    if isinstance(result, str):
-                        skipped.append((rel, result))
-                        continue
-                    writer.add(result, label, rel)
-                    if stats is not None:
-                        stats.add(result)
-                bar.update(len(batch))
-            count = len(writer.labels)
-            digest = writer.finish() if count else writer.abandon()
-            written_images += count
-            written_bytes += os.path.getsize(os.path.join(out, name)) if count else 0
-            sidecars[index] = write_sidecar(out, split, index, name if count else None, count, digest, plans[index], skipped)
+    sidecars = _finished_shards(out, split, plans, stats, quiet)
+    written_images, written_bytes = _write_shards(out, split, options, chunks, plans, sidecars, source.root,
+                                                  decoder, stats, quiet)
 
     shards = [{"file": s["file"], "count": s["count"], "sha256": s["sha256"]} for s in sidecars if s["count"]]
     skipped = sorted([tuple(pair) for s in sidecars for pair in s["skipped"]] + list(source.skipped))
     converted = sum(s["count"] for s in shards)
     if converted + len(skipped) != source.total:  # the no-file-lost invariant; a failure here is a bug
         raise AssertionError(f"{split}: {converted} converted + {len(skipped)} skipped != {source.total} inputs")
-
     elapsed = time.perf_counter() - started
-    by_reason: dict = {}
-    for _, reason in skipped:
-        by_reason[reason_category(reason)] = by_reason.get(reason_category(reason), 0) + 1
-    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items())) or "none"
     total_bytes = sum(os.path.getsize(os.path.join(out, s["file"])) for s in shards)
     print(f"{split}: {converted} converted ({written_images} now, {converted - written_images} kept from an "
-          f"earlier run), {len(skipped)} skipped ({reasons}), {written_images / max(elapsed, 1e-9):.1f} images/s, "
-          f"{written_bytes / 1e6:.1f} MB written, {len(shards)} shards, {total_bytes / 1e6:.1f} MB in all")
+          f"earlier run), {len(skipped)} skipped ({format_reasons(r for _, r in skipped)}), "
+          f"{written_images / max(elapsed, 1e-9):.1f} images/s, {written_bytes / 1e6:.1f} MB written, "
+          f"{len(shards)} shards, {total_bytes / 1e6:.1f} MB in all")
     return {"count": converted, "shards": shards, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+
+
+def _finished_shards(out, split, plans, stats, quiet) -> list:
+    """Per planned shard, its sidecar when an earlier run finished it (verified), else None.
+
+    The pixels of kept train shards are read back into `stats`, which then sums exactly what an
+    uninterrupted run would have summed."""
+    from tqdm import tqdm
+
+    from .shards import STATE_DIR
+    from .state import kept_shard
+
+    state_dir = os.path.join(out, STATE_DIR)
+    resuming = os.path.isdir(state_dir) and any(name.startswith(f"{split}-") for name in os.listdir(state_dir))
+    sidecars = [None] * len(plans)
+    with tqdm(total=len(plans), desc=f"{split}: checking finished shards", unit="shard",
+              disable=quiet or not resuming, leave=False) as bar:
+        for index, plan in enumerate(plans):
+            sidecars[index] = kept_shard(out, split, index, plan)
+            if sidecars[index] and stats is not None and sidecars[index]["count"]:
+                _add_shard_to_stats(os.path.join(out, sidecars[index]["file"]), stats)
+            bar.update(1)
+    return sidecars
+
+
+def _write_shards(out, split, options, chunks, plans, sidecars, root, decoder, stats, quiet) -> tuple[int, int]:
+    """Convert every chunk without a sidecar into its shard (filling `sidecars` in); returns
+    (images written, bytes written)."""
+    from tqdm import tqdm
+
+    from .shards import ShardWriter, shard_filename
+    from .state import write_sidecar
+
+    todo = [index for index, sidecar in enumerate(sidecars) if sidecar is None]
+    kept_inputs = sum(len(chunk) for chunk, sidecar in zip(chunks, sidecars) if sidecar is not None)
+    path_groups = ([os.path.join(root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]]
+                   for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
+    results = decoder.map(path_groups)
+    compression = None if options["compression"] == "none" else options["compression"]
+    written_images = written_bytes = 0
+    total = sum(len(chunk) for chunk in chunks)
+    with tqdm(total=total, initial=kept_inputs, desc=split, unit="img", disable=quiet, smoothing=0.1) as bar:
+        for index in todo:
+            name = shard_filename(split, index)
+            writer = ShardWriter(os.path.join(out, name), split, options["image_size"], len(chunks[index]), compression)
+            skipped = []
+            for start in range(0, len(chunks[index]), TASK_IMAGES):
+                group = chunks[index][start:start + TASK_IMAGES]
+                for (rel, label), result in zip(group, next(results)):
+                    if isinstance(result, str):
+                        skipped.append((rel, result))
+                        continue
+                    writer.add(result, label, rel)
+                    if stats is not None:
+                        stats.add(result)
+                bar.update(len(group))
+            count = len(writer.labels)
+            digest = writer.finish() if count else writer.abandon()
+            written_images += count
+            written_bytes += os.path.getsize(os.path.join(out, name)) if count else 0
+            sidecars[index] = write_sidecar(out, split, index, name if count else None, count, digest,
+                                            plans[index], skipped)
+    return written_images, written_bytes
 
 
 def _add_shard_to_stats(path: str, stats) -> None:

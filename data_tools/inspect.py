@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from .shards import DatasetError
 
     try:
+        if args.show < 0:
+            raise DatasetError(f"--show must be a number of images >= 0, got {args.show}")
         manifest = describe(args.out)
         ok = verify(args.out, manifest) if args.verify else True
         if args.show:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(out: str) -> dict:
     """Print the summary of OUT; returns its manifest."""
-    from .shards import read_manifest, reason_category
+    from .shards import format_reasons, read_manifest
 
     manifest = read_manifest(out)
     classes = manifest["classes"]
@@ -50,11 +52,7 @@ def describe(out: str) -> dict:
     print(f"{out}: format_version {manifest['format_version']}, images {manifest['image_size']}x{manifest['image_size']}x3 uint8")
     print(f"classes: {len(classes)} ({shown})")
     for split, entry in manifest["splits"].items():
-        by_reason: dict = {}
-        for item in entry["skipped"]:
-            category = reason_category(item["reason"])
-            by_reason[category] = by_reason.get(category, 0) + 1
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items())) or "none"
+        reasons = format_reasons(item["reason"] for item in entry["skipped"])
         size = sum(os.path.getsize(os.path.join(out, s["file"])) for s in entry["shards"]
                    if os.path.isfile(os.path.join(out, s["file"])))
         print(f"{split}: {entry['count']} images in {len(entry['shards'])} shards ({size / 1e6:.1f} MB), "

@@ -44,6 +44,14 @@ def reason_category(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+def format_reasons(reasons) -> str:
+    """Skip reasons counted by category: "corrupt: 2, hidden: 1", or "none"."""
+    counts: dict = {}
+    for reason in reasons:
+        counts[reason_category(reason)] = counts.get(reason_category(reason), 0) + 1
+    return ", ".join(f"{category}: {n}" for category, n in sorted(counts.items())) or "none"
+
+
 def sha256_file(path: str) -> str:
     from refnet.data.manifest import file_sha256
 
