@@ -147,7 +147,7 @@ def test_ten_crop_geometry_and_order(tmp_path, rng):
 def test_pca_colour_noise_statistics(tmp_path, rng):
     n, size = 3000, 4
     eigvec = np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32)
-    eigval = np.array([120.0, 40.0, 10.0], np.float32)
+    eigval = np.array([9000.0, 250.0, 60.0], np.float32)  # ImageNet-like, 0-255 units squared
     stats = dict(quiet_stats(), mean_image=np.zeros((size, size, 3), np.float32), eigval=eigval, eigvec=eigvec)
     values = rng.integers(0, 256, size=(n, 1, 1, 3), dtype=np.uint8)
     images = np.ascontiguousarray(np.broadcast_to(values, (n, size, size, 3)))  # flat colour per image
@@ -160,11 +160,18 @@ def test_pca_colour_noise_statistics(tmp_path, rng):
         shifts.append(x[:, :, 0, 0].astype(np.float64))
     order = ds.epoch_order(train=True, seed=7)
     shifts = np.concatenate(shifts) - values[order, 0, 0].astype(np.float64)
-    expected_cov = eigvec.astype(np.float64) @ np.diag((0.1 * eigval.astype(np.float64)) ** 2) @ eigvec.T
-    # alpha ~ N(0, 0.1): mean within 5 standard errors of 0, covariance within 10% of its largest term
+    # the paper's sum_e alpha_e lambda_e p_e on [0, 1] pixels, alpha ~ N(0, 0.1), in 0-255 units:
+    # lambda_e = eigval_e / 255**2, shift = 255 * sum_e alpha_e lambda_e p_e
+    lam = eigval.astype(np.float64) / 255**2
+    expected_cov = 255**2 * eigvec.astype(np.float64) @ np.diag((0.1 * lam) ** 2) @ eigvec.T
     standard_error = np.sqrt(np.diag(expected_cov) / n)
     assert np.all(np.abs(shifts.mean(axis=0)) < 5 * standard_error)
     np.testing.assert_allclose(np.cov(shifts, rowvar=False), expected_cov, atol=0.1 * expected_cov.max())
+    # along each eigenvector separately: alpha_e = coefficient / (255 lambda_e), N(0, 0.1), uncorrelated
+    alphas = shifts @ eigvec.astype(np.float64) / (255 * lam)
+    np.testing.assert_allclose(alphas.std(axis=0), 0.1, rtol=0.05)
+    np.testing.assert_allclose(np.corrcoef(alphas, rowvar=False), np.eye(3), atol=0.1)
+    assert 2.5 < np.sqrt(np.cov(shifts, rowvar=False).trace()) < 4.5  # grey levels: a change of illumination
 
 
 # ---- epochs, order, labels ----------------------------------------------------------------------

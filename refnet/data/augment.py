@@ -18,7 +18,9 @@ Layouts (all C-contiguous):
     flip       uint8   (K,)           1: mirror the crop horizontally
     alpha      float32 (K, 3)         colour-noise coefficients, zero for no noise
     mean_image float32 (S, S, 3)      train-split mean image, 0-255 units
-    eigval     float32 (3,)           eigenvalues of the RGB pixel covariance, 0-255 units squared
+    eigval     float32 (3,)           the eigenvalues as the noise formula takes them, in 0-255
+                                      units (the reader passes stats.h5's eigval / 255: see
+                                      refnet/data/shards.py on the paper's pixel scale)
     eigvec     float32 (3, 3)         eigvec[:, e] is the unit eigenvector of eigval[e]
 
 `augment_crops_simple` is the formula as written, kept as the reference of `augment_crops`, which

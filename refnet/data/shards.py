@@ -9,12 +9,21 @@ in 0-255 units. Images are numbered 0..len-1 across the shards in manifest order
 Batches, x float32 C-contiguous NCHW in 0-255 units minus the mean image (no division):
   train=True   a random crop x crop window, a random horizontal flip (p = 0.5) and PCA colour noise
                (alpha ~ N(0, 0.1) per image and eigen-direction; every pixel gets
-               sum_e alpha_e * eigval_e * eigvec[:, e]); mean image subtracted at the crop's source
-               position before the flip (see refnet/data/augment.py). Images in a new random order
-               every epoch.
+               255 * sum_e alpha_e * (eigval_e / 255**2) * eigvec[:, e], see below); mean image
+               subtracted at the crop's source position before the flip (refnet/data/augment.py).
+               Images in a new random order every epoch.
   train=False  the centre crop; with ten_crop=True x is (B, 10, 3, crop, crop) with the crops in the
                order top-left, top-right, bottom-left, bottom-right, centre, then the same five
                mirrored. Natural order, no randomness.
+The paper's colour noise adds sum_e alpha_e lambda_e p_e with lambda_e, p_e the eigenvalues and
+eigenvectors of the RGB covariance, without saying in which pixel units. The sum scales with the
+square of the unit, so it matters: ImageNet's channels have standard deviations near 58 grey
+levels and are strongly correlated, so the largest 0-255 eigenvalue is roughly 9,000 and the shift
+would have a standard deviation near 900 grey levels. Read with pixels in [0, 1] (as, e.g.,
+fb.resnet.torch's Lighting transform does) it is roughly 3.5 grey levels, a change of
+illumination. That reading is used here: lambda_e = eigval_e / 255**2, and the shift converted
+back to 0-255 units (COLOUR_NOISE_EIGVAL_SCALE).
+
 Randomness (permutation, offsets, flips, alphas) is drawn on the host from numpy Generators seeded
 by (seed, epoch) and (seed, epoch, batch number), so a batch depends on nothing else: not on
 prefetching, threads or which batches were read before.
@@ -34,6 +43,9 @@ from .prefetch import prefetch
 from .recycle import ArrayPool
 
 PCA_NOISE_STD = 0.1  # the paper's standard deviation of the colour-noise coefficients alpha
+# stats.h5 eigenvalues (0-255 units squared) -> the paper's formula on [0, 1] pixels, times 255 to
+# give the shift in 0-255 units: 255 * eigval / 255**2 (see the module docstring)
+COLOUR_NOISE_EIGVAL_SCALE = np.float32(1.0 / 255.0)
 _PERMUTATION_STREAM, _BATCH_STREAM = 0, 1  # keep the permutation's and the batches' seeds apart
 
 
@@ -66,6 +78,7 @@ class ShardDataset:
         # shard s holds images starts[s] .. starts[s + 1] - 1
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.stats = load_stats(self.root, self.image_size)
+        self._noise_eigval = self.stats["eigval"] * COLOUR_NOISE_EIGVAL_SCALE
         self._files, self._pid = {}, os.getpid()
 
     def _check_shard(self, path, count):
@@ -243,7 +256,7 @@ class ShardDataset:
 
     def _run_kernel(self, x, stored, source, top, left, flip, alpha):
         stats = self.stats
-        augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], stats["eigval"], stats["eigvec"])
+        augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], self._noise_eigval, stats["eigvec"])
 
 
 def _take(pool, rows):
