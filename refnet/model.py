@@ -13,6 +13,13 @@ Buffers (llm.c style):
     conv weights (K, C/groups, R, S); FC weights (out, in); fc6's inputs are pool5's output
     flattened in NCHW order (c, h, w).
 
+State for checkpoints: state_dict() / load_state_dict(d) and momentum_dict() / load_momentum_dict(d)
+({name: numpy float32 array}, shape-checked), `seed` and `step`. The trainer updates the weights
+with one ops.sgd_momentum_update(flat_params, flat_grads, flat_momentum, ...) call.
+
+device="cuda": the flat buffers, views and activations are Numba CUDA device arrays; forward and
+forward_backward take a host numpy batch (copied into a device buffer) or a device batch.
+
 Gradient convention (the ops' one): every backward writes (=) its gradient, nothing accumulates;
 `forward_backward` writes each parameter gradient exactly once per call.
 
