@@ -31,7 +31,7 @@ fixed order and calls `store`, so results are deterministic run to run.
 import math
 
 import numpy as np
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32
 
 TILE_M = 128
 TILE_N = 128
@@ -42,6 +42,11 @@ THREADS_N = TILE_N // THREAD_N  # 16 threads across a tile's columns
 THREADS_M = TILE_M // THREAD_M  # 16 threads down its rows
 THREADS = THREADS_M * THREADS_N  # 256
 PAD = 4
+# Shared-memory shapes must be compile-time literals, not expressions of them.
+A_TILE_ROW = TILE_M + PAD
+B_TILE_ROW = TILE_N + PAD
+A_TILE_SIZE = TILE_K * A_TILE_ROW
+B_TILE_SIZE = TILE_K * B_TILE_ROW
 
 # With fewer tiles than this, K is split (about two blocks per SM on an H100/H200 class GPU).
 TARGET_BLOCKS = 264
@@ -52,10 +57,11 @@ REDUCE_THREADS = 256
 
 def _make_tile_copier(load, tile_width, k_fastest):
     """A device function copying one TILE_K x tile_width tile (k, i) = load(src, geom, g, ., .) into
-    shared memory, zero outside the matrix. With `k_fastest` consecutive threads take consecutive
+    shared memory (flat, rows padded to tile_width + PAD), zero outside the matrix. With `k_fastest` consecutive threads take consecutive
     k, else consecutive i: whichever index `load` finds contiguous in memory (coalesced reads).
     For A, i is the row m and load(..., m, k); for B, i is the column n and load(..., k, n)."""
     loads_per_thread = tile_width * TILE_K // THREADS
+    row = tile_width + PAD
 
     @cuda.jit(device=True, inline=True)
     def copy_tile(tile, src, geom, g, tid, i0, extent, k0, k_end):
@@ -70,7 +76,7 @@ def _make_tile_copier(load, tile_width, k_fastest):
             value = float32(0.0)
             if i0 + ii < extent and k0 + kk < k_end:
                 value = load(src, geom, g, i0 + ii, k0 + kk)
-            tile[kk, ii] = value
+            tile[uint32(kk * row + ii)] = value
 
     return copy_tile
 
@@ -91,8 +97,9 @@ def make_tiled_matmul(load_a, load_b, store, a_k_fastest, b_k_fastest):
 
     @cuda.jit(fastmath=True)
     def tiled_kernel(c, a, b, bias, geom, M, N, K, k_per_split, splits, alpha, beta, partial):
-        a_tile = cuda.shared.array((TILE_K, TILE_M + PAD), float32)
-        b_tile = cuda.shared.array((TILE_K, TILE_N + PAD), float32)
+        # (TILE_K, *_TILE_ROW) tiles, stored flat so that offsets can be unsigned (see below)
+        a_tile = cuda.shared.array(A_TILE_SIZE, float32)
+        b_tile = cuda.shared.array(B_TILE_SIZE, float32)
         acc = cuda.local.array((THREAD_M, THREAD_N), float32)
         a_frag = cuda.local.array(THREAD_M, float32)
         b_frag = cuda.local.array(THREAD_N, float32)
@@ -117,10 +124,13 @@ def make_tiled_matmul(load_a, load_b, store, a_k_fastest, b_k_fastest):
             cuda.syncthreads()
 
             for kk in range(TILE_K):
+                # unsigned offsets: no negative-index wrap-around code, and base + constant addressing
+                a_row = uint32(kk * A_TILE_ROW) + uint32(ty)
+                b_row = uint32(kk * B_TILE_ROW) + uint32(tx)
                 for i in range(THREAD_M):
-                    a_frag[i] = a_tile[kk, ty + i * THREADS_M]
+                    a_frag[i] = a_tile[a_row + uint32(i * THREADS_M)]
                 for j in range(THREAD_N):
-                    b_frag[j] = b_tile[kk, tx + j * THREADS_N]
+                    b_frag[j] = b_tile[b_row + uint32(j * THREADS_N)]
                 for i in range(THREAD_M):
                     for j in range(THREAD_N):
                         acc[i, j] += a_frag[i] * b_frag[j]
