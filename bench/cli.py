@@ -61,6 +61,23 @@ def _cuda_unavailable_reason():
     return None
 
 
+def _git_state() -> str:
+    """The commit measured, and whether the working tree differed from it (None outside git)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", "refnet"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not head:
+        return None
+    return f"git {head}" + (" with uncommitted changes under refnet/" if dirty else "")
+
+
 def run(args) -> int:
     import gc
     import time
@@ -123,6 +140,7 @@ def run(args) -> int:
         "machine": peers.cpu_model() if device == "cpu" else be.device_name,
         "cpu_count": os.cpu_count(),
         "load_average_start": os.getloadavg(),
+        "git": _git_state(),
         "note": args.note,
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }

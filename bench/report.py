@@ -147,9 +147,13 @@ def cpu_targets(rows, jit=None, peak_gflops=None):
     if jit:
         warm = jit["warm"]["to_first_step_end_s"]
         cold = jit["cold"]["to_first_step_end_s"]
+        recompiled = jit["warm"].get("functions_compiled_and_saved", 0)
+        detail = f"process start to the end of the first step, batch {jit['batch']}, input {jit['input_size']}"
+        if recompiled:
+            detail += (f"; the warm run still compiled {recompiled} functions (sources changed between the runs,"
+                       " or functions that cannot be cached)")
         out.append(_target("first training step after a start < 60 s with the Numba cache warm",
-                           f"warm {warm:.1f} s, cold {cold:.1f} s", warm < 60.0,
-                           f"process start to the end of the first step, batch {jit['batch']}, input {jit['input_size']}"))
+                           f"warm {warm:.1f} s, cold {cold:.1f} s", warm < 60.0, detail))
     else:
         out.append(_target("first training step < 60 s with a warm cache", "not measured", None))
     return out
@@ -207,6 +211,8 @@ def format_report(meta, rows, targets) -> str:
         lines.append(f"- copy bandwidth (numpy copy of a large array, read + write): {meta['copy_bandwidth_gbs']:.1f} GB/s")
     lines.append(f"- load average (1, 5, 15 min): start {_load(meta['load_average_start'])}, "
                  f"end {_load(meta['load_average_end'])}")
+    if meta.get("git"):
+        lines.append(f"- code: {meta['git']}")
     if meta.get("note"):
         lines.append(f"- note: {meta['note']}")
     lines += ["", format_table(rows, meta.get("copy_bandwidth_gbs"))]
@@ -216,9 +222,14 @@ def format_report(meta, rows, targets) -> str:
                       f"from process start to the end of the step: cold Numba cache "
                       f"{jit['cold']['to_first_step_end_s']:.1f} s, warm cache {jit['warm']['to_first_step_end_s']:.1f} s "
                       f"(the step itself: {jit['cold']['first_step_s']:.1f} s cold, {jit['warm']['first_step_s']:.1f} s warm; "
-                      f"second step {jit['warm']['second_step_s']:.2f} s)"]
+                      f"second step {jit['warm']['second_step_s']:.2f} s). Numba functions loaded from the cache / "
+                      f"compiled: cold {_cache_counts(jit['cold'])}, warm {_cache_counts(jit['warm'])}"]
     lines += ["", "Targets:", "", format_targets(targets)]
     return "\n".join(lines)
+
+
+def _cache_counts(run):
+    return f"{run.get('functions_loaded_from_cache', '?')} / {run.get('functions_compiled_and_saved', '?')}"
 
 
 def _load(values):
