@@ -41,9 +41,12 @@ def numpy_train_batches(ds, batch_size, seed, epoch):
     """The peer: the same epoch's images and augmentation draws, done with h5py fancy reads and numpy."""
     import h5py
 
+    from refnet.data.shards import COLOUR_NOISE_EIGVAL_SCALE, train_draws
+
     files = [h5py.File(path, "r") for path in ds.shard_paths]
     order = ds.epoch_order(train=True, seed=seed, epoch=epoch)
-    mean, eigval, eigvec = (ds.stats[k].astype(np.float32) for k in ("mean_image", "eigval", "eigvec"))
+    mean, eigvec = ds.stats["mean_image"], ds.stats["eigvec"]
+    eigval = ds.stats["eigval"] * COLOUR_NOISE_EIGVAL_SCALE
     room = ds.image_size - CROP + 1
     try:
         for number, start in enumerate(range(0, len(order), batch_size)):
@@ -52,10 +55,7 @@ def numpy_train_batches(ds, batch_size, seed, epoch):
             shards = np.searchsorted(ds.starts, indices, side="right") - 1
             for k in np.argsort(indices):  # increasing file offsets
                 stored[k] = files[shards[k]]["images"][indices[k] - ds.starts[shards[k]]]
-            rng = np.random.default_rng([seed, epoch, 1, number])
-            top, left = rng.integers(0, room, size=len(indices)), rng.integers(0, room, size=len(indices))
-            flip = rng.integers(0, 2, size=len(indices))
-            alpha = rng.normal(0.0, 0.1, size=(len(indices), 3)).astype(np.float32)
+            top, left, flip, alpha = train_draws(seed, epoch, number, len(indices), room)
             x = np.empty((len(indices), 3, CROP, CROP), dtype=np.float32)
             for k in range(len(indices)):
                 window = np.s_[top[k] : top[k] + CROP, left[k] : left[k] + CROP]
@@ -67,6 +67,15 @@ def numpy_train_batches(ds, batch_size, seed, epoch):
     finally:
         for f in files:
             f.close()
+
+
+def check_same_batches(ds, batch_size):
+    """The peer must compute what refnet computes before their speeds are compared."""
+    ours = ds.batches(batch_size, train=True, crop=CROP, prefetch_depth=0)
+    peer = numpy_train_batches(ds, batch_size, seed=0, epoch=0)
+    for (x, labels), (x_peer, labels_peer) in zip(ours, peer):
+        if not (np.array_equal(labels, labels_peer) and np.allclose(x, x_peer, rtol=0, atol=1e-3)):
+            raise SystemExit("bench_reader: refnet's batches differ from the numpy peer's")
 
 
 def images_per_second(make_batches, epochs):
@@ -105,6 +114,7 @@ def main(argv=None):
         write_shards(root, args.images, args.shard_size)
         ds = ShardDataset(root, "train")
         b = args.batch
+        check_same_batches(ds, b)
         cases = {
             "refnet train": lambda e: ds.batches(b, train=True, crop=CROP, epoch=e),
             "numpy train (peer)": lambda e: numpy_train_batches(ds, b, 0, e),

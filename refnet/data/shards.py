@@ -207,7 +207,7 @@ class ShardDataset:
         )
         if train:
             batches = (
-                self._train_batch(indices, crop, [seed, epoch, _BATCH_STREAM, number], pools)
+                self._train_batch(indices, crop, (seed, epoch, number), pools)
                 for number, indices in plan
             )
         else:
@@ -224,14 +224,10 @@ class ShardDataset:
         row_of[order] = np.arange(len(indices))
         return stored, row_of
 
-    def _train_batch(self, indices, crop, rng_seed, pools):
+    def _train_batch(self, indices, crop, draw_key, pools):
         stored, row_of = self._load(indices, _take(pools[0], len(indices)))
-        n, room = len(indices), self.image_size - crop + 1
-        rng = np.random.default_rng(rng_seed)  # drawn in this order: top, left, flip, alpha
-        top = rng.integers(0, room, size=n, dtype=np.int64)
-        left = rng.integers(0, room, size=n, dtype=np.int64)
-        flip = rng.integers(0, 2, size=n, dtype=np.uint8)
-        alpha = rng.normal(0.0, PCA_NOISE_STD, size=(n, 3)).astype(np.float32)
+        n = len(indices)
+        top, left, flip, alpha = train_draws(*draw_key, n, self.image_size - crop + 1)
         x = _take(pools[1], n)
         self._run_kernel(x, stored, row_of, top, left, flip, alpha)
         return x, self.labels[indices]
@@ -257,6 +253,16 @@ class ShardDataset:
     def _run_kernel(self, x, stored, source, top, left, flip, alpha):
         stats = self.stats
         augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], self._noise_eigval, stats["eigvec"])
+
+
+def train_draws(seed, epoch, number, n, room):
+    """Training batch `number`'s random crop offsets (top, left in [0, room)), flips and colour alphas."""
+    rng = np.random.default_rng([seed, epoch, _BATCH_STREAM, number])
+    top = rng.integers(0, room, size=n, dtype=np.int64)
+    left = rng.integers(0, room, size=n, dtype=np.int64)
+    flip = rng.integers(0, 2, size=n, dtype=np.uint8)
+    alpha = rng.normal(0.0, PCA_NOISE_STD, size=(n, 3)).astype(np.float32)
+    return top, left, flip, alpha
 
 
 def _take(pool, rows):
