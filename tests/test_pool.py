@@ -58,6 +58,19 @@ def test_maxpool_fast_kernel_matches_reference_kernel(rng, shape, size, stride):
     np.testing.assert_array_equal(argmax, argmax_ref)
 
 
+@pytest.mark.parametrize("size, stride", [(3, 2), (2, 2)])
+def test_wide_planes_match_reference(rng, size, stride):
+    # Rows wide enough (Q >= 16) that the vectorised loop bodies run, not only their scalar tails.
+    x = np.round(rng.standard_normal((1, 2, 7, 41)) * 2).astype(np.float32)
+    out_shape, y_ref, argmax_ref = pooled_poison(x, size, stride)
+    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, stride)
+    y, argmax = ops.maxpool2d_forward(x, size, stride)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    mean = ops.avgpool2d_forward(x, size, stride)
+    np.testing.assert_allclose(mean, avg_ref.avgpool2d_forward(x.astype(np.float64), size, stride), rtol=1e-6, atol=1e-6)
+
+
 def test_maxpool_ties_go_to_first_in_row_major_order():
     x = np.zeros((1, 1, 3, 3), np.float32)
     x[0, 0, 1, 0] = x[0, 0, 0, 2] = x[0, 0, 2, 2] = 5.0
