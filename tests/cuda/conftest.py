@@ -24,9 +24,14 @@ def _skip_reason():
     return "no CUDA GPU and NUMBA_ENABLE_CUDASIM is not 1 (run `make test-cuda-sim`)"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compile_only: compiles CUDA kernels to PTX; needs a CUDA toolkit, no GPU")
+
+
 def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(__file__)
-    mine = [item for item in items if str(item.fspath).startswith(here)]
+    # compile_only tests need neither a GPU nor the simulator (they decide for themselves)
+    mine = [item for item in items if str(item.fspath).startswith(here) and not item.get_closest_marker("compile_only")]
     if not mine:
         return
     reason = _skip_reason()
