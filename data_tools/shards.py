@@ -24,7 +24,9 @@ import os
 
 import numpy as np
 
-from refnet.data.manifest import FORMAT_VERSION  # one definition, shared with the reader
+# One definition of the version and the checksum, shared with the reader.
+from refnet.data.manifest import FORMAT_VERSION
+from refnet.data.manifest import file_sha256 as sha256_file
 
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.h5"
@@ -50,12 +52,6 @@ def format_reasons(reasons) -> str:
     for reason in reasons:
         counts[reason_category(reason)] = counts.get(reason_category(reason), 0) + 1
     return ", ".join(f"{category}: {n}" for category, n in sorted(counts.items())) or "none"
-
-
-def sha256_file(path: str) -> str:
-    from refnet.data.manifest import file_sha256
-
-    return file_sha256(path)
 
 
 def write_json_atomic(path: str, obj) -> None:
