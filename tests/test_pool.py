@@ -158,6 +158,11 @@ def test_pool_forward_rejects_bad_argument(pool, x, size, stride, name):
         pool(x, size, stride)
 
 
+def test_maxpool_forward_rejects_out_that_is_not_a_pair():
+    with pytest.raises(ValueError, match=r"^out: expected a pair \(y, argmax\)"):
+        ops.maxpool2d_forward(X, 3, 2, out=np.zeros((1, 2, 2, 2), np.float32))
+
+
 def test_maxpool_forward_rejects_wrong_out():
     with pytest.raises(ValueError, match=r"^out\[1\] \(argmax\): expected dtype int32"):
         ops.maxpool2d_forward(X, 3, 2, out=(np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.int64)))

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..device import backend_of
 from ._checks import check_array, check_finite_float, check_same_backend, output_or_new
+from ._outputs import output_pair
 
 MAX_SEED = (1 << 64) - 1
 
@@ -39,7 +40,7 @@ def dropout_forward(x, p, seed, train=True, out=None):
     seed = _check_seed(seed)
     if not isinstance(train, (bool, np.bool_)):
         raise ValueError(f"train: expected a bool, got {train!r}")
-    out_y, out_mask = (None, None) if out is None else out
+    out_y, out_mask = output_pair(out, "y", "mask")
     check_same_backend(x=x, out_y=out_y, out_mask=out_mask)
     y = output_or_new("out[0] (y)", out_y, x.shape, np.float32, like=x)
     if not train:

@@ -11,6 +11,7 @@ import importlib
 
 from ..device import backend_of
 from ._checks import check_array, check_finite_float, check_positive_int, check_same_backend, output_or_new
+from ._outputs import output_pair
 
 
 def _kernels(x):
@@ -33,7 +34,7 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0, out=None):
     """(y, scale) for x (N, C, H, W) float32, both of x's shape. `out`: (y, scale) arrays to write."""
     check_array("x", x, ndim=4)
     size, alpha, beta, k = _check_hyperparameters(size, alpha, beta, k)
-    out_y, out_scale = (None, None) if out is None else out
+    out_y, out_scale = output_pair(out, "y", "scale")
     check_same_backend(x=x, out_y=out_y, out_scale=out_scale)
     y = output_or_new("out[0] (y)", out_y, x.shape, x.dtype, like=x)
     scale = output_or_new("out[1] (scale)", out_scale, x.shape, x.dtype, like=x)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..device import backend_of
 from ._checks import check_array, check_same_backend, output_or_new
+from ._outputs import output_pair
 from ._pooling import check_input_shape, pooled_shape
 
 
@@ -23,7 +24,7 @@ def maxpool2d_forward(x, size=3, stride=2, out=None):
     argmax int32. `out`: (y, argmax) arrays to write."""
     check_array("x", x, ndim=4)
     shape = pooled_shape(x.shape, size, stride)
-    out_y, out_argmax = (None, None) if out is None else out
+    out_y, out_argmax = output_pair(out, "y", "argmax")
     check_same_backend(x=x, out_y=out_y, out_argmax=out_argmax)
     y = output_or_new("out[0] (y)", out_y, shape, np.float32, like=x)
     argmax = output_or_new("out[1] (argmax)", out_argmax, shape, np.int32, like=x)
