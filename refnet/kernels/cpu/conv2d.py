@@ -10,36 +10,47 @@ Kg = K / groups output channels per group; b, db (K,); y, dy (N, K, P, Q) with
 P = (H + 2*pad - R) // stride + 1, Q = (W + 2*pad - S) // stride + 1.
 The backward writes dx, dw, db (nothing accumulates); dx is skipped when None.
 
-The fast launchers turn each image and group into GEMMs over the packed kernel of `gemm.py`
-(D = Cg*R*S, the length of one receptive field):
-    forward:         y_g (Kg, P*Q)   = w_g (Kg, D) @ patches (P*Q, D).T      patches: one row per output pixel
-    backward data:   dcols (D, P*Q)  = w_g.T (D, Kg) @ dy_g (Kg, P*Q)        then col2im adds dcols into dx
-    backward filter: dw_g (Kg, D)   += dy_g (Kg, P*Q) @ cols (D, P*Q).T      cols: one row per (c, r, s)
-Both im2col layouts are chosen so that the GEMM finds its K dimension contiguous. Images are walked
-in order and dw is summed image after image, so the result does not depend on the thread count.
-`conv2d_forward_direct` and `conv2d_backward_direct` are the plain loop nests the fast ones are
-tested against.
+The fast launchers turn a chunk of `nc` images and one group into GEMMs on the packed kernel of
+`gemm.py`. D = Cg*R*S is the length of a receptive field, L = nc*P*Q the output pixels of the chunk
+(column l = i*P*Q + p*Q + q for image n0 + i):
+    forward:          y_g (Kg, L)  = w_g (Kg, D) @ patches (L, D).T        patches: a row per output pixel
+    backward filter:  dw_g (Kg, D) += dy_g (Kg, L) @ cols (D, L).T          cols: a row per (c, r, s)
+    backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g.T (L, Kg).T       then col2im adds dcols into dx
+Every matrix is laid out so that the GEMM finds its K dimension contiguous (its fastest case, no
+packing), and K is padded with zeros to a multiple of 16 floats so the vector loop has no
+remainder. Chunks of several images give the small late layers (P*Q = 169) long GEMMs. Chunks
+are walked in order and dw is summed chunk after chunk, so results do not depend on the thread
+count. `conv2d_forward_direct` and `conv2d_backward_direct` are the plain loop nests the fast
+launchers are tested against.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_strided
+from .gemm import gemm_nt_serial, padded_pitch
+
+# Output pixels per chunk of images: enough columns for the GEMM to run at speed.
+CHUNK_COLUMNS = 1024
+# The backward's partial sums of dw: a fixed number, so the result does not depend on the threads.
+PARTS = 4
 
 
 # ---------------------------------------------------------------------------------------------
-# im2col / col2im for one image
+# Layout kernels: im2col, col2im, and the copies of w and dy into the GEMMs' layouts.
 
 
-@njit(parallel=True, cache=True)
-def _patches(patches, x, n, c0, Cg, R, S, stride, pad, P, Q):
-    """patches[p*Q + q, (c*R + r)*S + s] = x[n, c0 + c, p*stride - pad + r, q*stride - pad + s] (0 outside)."""
+@njit(cache=True)
+def _patches(patches, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
+    """patches[l*pitch + (c*R + r)*S + s] = x[n0 + i, c0 + c, p*stride - pad + r, q*stride - pad + s]
+    for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch)."""
     H, W = x.shape[2], x.shape[3]
     D = Cg * R * S
-    for pq in prange(P * Q):
-        p = pq // Q
-        q = pq - p * Q
-        row = patches[pq * D : (pq + 1) * D]
+    PQ = P * Q
+    for l in range(nc * PQ):
+        i = l // PQ
+        p = (l - i * PQ) // Q
+        q = l - i * PQ - p * Q
+        row = patches[l * pitch : (l + 1) * pitch]
         for c in range(Cg):
             for r in range(R):
                 h = p * stride - pad + r
@@ -48,67 +59,135 @@ def _patches(patches, x, n, c0, Cg, R, S, stride, pad, P, Q):
                     for s in range(S):
                         row[base + s] = np.float32(0.0)
                     continue
+                x_row = x[n0 + i, c0 + c, h]
                 for s in range(S):
                     w = q * stride - pad + s
-                    row[base + s] = x[n, c0 + c, h, w] if 0 <= w < W else np.float32(0.0)
+                    row[base + s] = x_row[w] if 0 <= w < W else np.float32(0.0)
+        for d in range(D, pitch):
+            row[d] = np.float32(0.0)
 
 
-@njit(parallel=True, cache=True)
-def _cols(cols, x, n, c0, Cg, R, S, stride, pad, P, Q):
-    """cols[(c*R + r)*S + s, p*Q + q] = x[n, c0 + c, p*stride - pad + r, q*stride - pad + s] (0 outside)."""
+@njit(cache=True)
+def _cols(cols, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
+    """cols[((c*R + r)*S + s)*pitch + l] = x[n0 + i, c0 + c, p*stride - pad + r, q*stride - pad + s]
+    for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch)."""
     H, W = x.shape[2], x.shape[3]
     PQ = P * Q
-    for crs in prange(Cg * R * S):
+    for crs in range(Cg * R * S):
         c = crs // (R * S)
         r = (crs // S) % R
         s = crs % S
-        row = cols[crs * PQ : (crs + 1) * PQ]
-        for p in range(P):
-            h = p * stride - pad + r
-            if h < 0 or h >= H:
+        row = cols[crs * pitch : (crs + 1) * pitch]
+        for i in range(nc):
+            for p in range(P):
+                h = p * stride - pad + r
+                out = row[i * PQ + p * Q : i * PQ + (p + 1) * Q]
+                if h < 0 or h >= H:
+                    for q in range(Q):
+                        out[q] = np.float32(0.0)
+                    continue
+                x_row = x[n0 + i, c0 + c, h]
                 for q in range(Q):
-                    row[p * Q + q] = np.float32(0.0)
-                continue
-            for q in range(Q):
-                w = q * stride - pad + s
-                row[p * Q + q] = x[n, c0 + c, h, w] if 0 <= w < W else np.float32(0.0)
+                    w = q * stride - pad + s
+                    out[q] = x_row[w] if 0 <= w < W else np.float32(0.0)
+        for l in range(nc * PQ, pitch):
+            row[l] = np.float32(0.0)
 
 
-@njit(parallel=True, cache=True)
-def _col2im(dx, dcols, n, c0, Cg, R, S, stride, pad, P, Q):
-    """dx[n, c0 + c, h, w] = sum of dcols[(c*R + r)*S + s, p*Q + q] over the (r, s, p, q) landing on (h, w).
-
-    One task per input channel, so each element of dx is summed by one thread in a fixed order.
-    """
+@njit(cache=True)
+def _col2im(dx, dcols, pitch, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
+    """dx[n0 + i, c0 + c, h, w] = sum of dcols[((c*R + r)*S + s)*pitch + i*P*Q + p*Q + q] over the
+    (r, s, p, q) that land on (h, w). One task per (image, channel): each element of dx is summed
+    by one thread, in a fixed order."""
     H, W = dx.shape[2], dx.shape[3]
     PQ = P * Q
-    for c in prange(Cg):
-        plane = dx[n, c0 + c]
+    for ic in range(nc * Cg):
+        i = ic // Cg
+        c = ic - i * Cg
+        plane = dx[n0 + i, c0 + c]
         for h in range(H):
             for w in range(W):
                 plane[h, w] = np.float32(0.0)
         for r in range(R):
             for s in range(S):
-                row = dcols[((c * R + r) * S + s) * PQ : ((c * R + r) * S + s + 1) * PQ]
+                row = dcols[((c * R + r) * S + s) * pitch + i * PQ : ((c * R + r) * S + s) * pitch + (i + 1) * PQ]
                 for p in range(P):
                     h = p * stride - pad + r
                     if h < 0 or h >= H:
                         continue
+                    out = plane[h]
                     for q in range(Q):
                         w = q * stride - pad + s
                         if 0 <= w < W:
-                            plane[h, w] += row[p * Q + q]
+                            out[w] += row[p * Q + q]
 
 
-@njit(parallel=True, cache=True)
-def _fill_with_bias(y, b):
-    N, K, P, Q = y.shape
-    for nk in prange(N * K):
-        n = nk // K
-        k = nk - n * K
-        for p in range(P):
-            for q in range(Q):
-                y[n, k, p, q] = b[k]
+@njit(cache=True)
+def _output_from_columns(y, y_cols, pitch, b, n0, nc, k0, Kg):
+    """y[n0 + i, k0 + k, p, q] = y_cols[k*pitch + i*P*Q + p*Q + q] + b[k0 + k]."""
+    PQ = y.shape[2] * y.shape[3]
+    for ik in range(nc * Kg):
+        i = ik // Kg
+        k = ik - i * Kg
+        out = y[n0 + i, k0 + k].reshape(-1)
+        src = y_cols[k * pitch + i * PQ : k * pitch + (i + 1) * PQ]
+        bias = b[k0 + k]
+        for l in range(PQ):
+            out[l] = src[l] + bias
+
+
+@njit(cache=True)
+def _dy_rows(dy_rows, pitch, dy, n0, nc, k0, Kg):
+    """dy_rows[k*pitch + i*P*Q + p*Q + q] = dy[n0 + i, k0 + k, p, q] (0 in the padding up to pitch)."""
+    PQ = dy.shape[2] * dy.shape[3]
+    for k in range(Kg):
+        row = dy_rows[k * pitch : (k + 1) * pitch]
+        for i in range(nc):
+            src = dy[n0 + i, k0 + k].reshape(-1)
+            for l in range(PQ):
+                row[i * PQ + l] = src[l]
+        for l in range(nc * PQ, pitch):
+            row[l] = np.float32(0.0)
+
+
+@njit(cache=True)
+def _dy_columns(dy_cols, pitch, dy, n0, nc, k0, Kg):
+    """dy_cols[(i*P*Q + p*Q + q)*pitch + k] = dy[n0 + i, k0 + k, p, q] (0 in the padding up to pitch)."""
+    PQ = dy.shape[2] * dy.shape[3]
+    for l in range(nc * PQ):
+        i = l // PQ
+        pq = l - i * PQ
+        row = dy_cols[l * pitch : (l + 1) * pitch]
+        for k in range(Kg):
+            row[k] = dy[n0 + i, k0 + k].reshape(-1)[pq]
+        for k in range(Kg, pitch):
+            row[k] = np.float32(0.0)
+
+
+@njit(cache=True)
+def _weight_rows(w_rows, pitch, w):
+    """w_rows[k*pitch + d] = w[k, d] for w seen as (K, D) (0 in the padding up to pitch)."""
+    K, D = w.shape
+    for k in range(K):
+        for d in range(D):
+            w_rows[k * pitch + d] = w[k, d]
+        for d in range(D, pitch):
+            w_rows[k * pitch + d] = np.float32(0.0)
+
+
+@njit(cache=True)
+def _weight_columns(w_cols, pitch, w, groups):
+    """w_cols[g, d*pitch + kk] = w[g*Kg + kk, d] for w seen as (K, D): w_g.T per group, rows padded."""
+    K, D = w.shape
+    Kg = K // groups
+    for gd in range(groups * D):
+        g = gd // D
+        d = gd - g * D
+        row = w_cols[g, d * pitch : (d + 1) * pitch]
+        for kk in range(Kg):
+            row[kk] = w[g * Kg + kk, d]
+        for kk in range(Kg, pitch):
+            row[kk] = np.float32(0.0)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -124,63 +203,114 @@ def _bias_gradient(db, dy):
         db[k] = total
 
 
-@njit(parallel=True, cache=True)
-def _transpose_weights(wt, w, groups):
-    """wt[g, d, kk] = w[g*Kg + kk, d]: w (K, D) as one (D, Kg) matrix per group."""
-    K, D = w.shape
-    Kg = K // groups
-    for gd in prange(groups * D):
-        g = gd // D
-        d = gd - g * D
-        for kk in range(Kg):
-            wt[g, d, kk] = w[g * Kg + kk, d]
-
-
 # ---------------------------------------------------------------------------------------------
 # Launchers
 
 
+def _chunking(N, PQ):
+    """(images per chunk, number of chunks): chunks of about CHUNK_COLUMNS output pixels, their
+    number a multiple of PARTS (so 1, 2 or 4 threads get equal shares) unless there are fewer
+    images than that."""
+    chunks = max(1, round(N * PQ / CHUNK_COLUMNS))
+    chunks = min(N, (chunks + PARTS - 1) // PARTS * PARTS)
+    per_chunk = (N + chunks - 1) // chunks
+    return per_chunk, (N + per_chunk - 1) // per_chunk
+
+
+@njit(parallel=True, cache=True)
+def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
+    """One task per chunk of nc images: im2col, GEMM and bias, all on the task's thread."""
+    N, C = x.shape[0], x.shape[1]
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    Cg, Kg, PQ = C // groups, K // groups, P * Q
+    l_pitch = padded_pitch(nc * PQ)
+    for t in prange(chunks):
+        n0 = t * nc
+        m = min(nc, N - n0)
+        patches = np.empty(m * PQ * d_pitch, dtype=np.float32)
+        y_cols = np.empty(Kg * l_pitch, dtype=np.float32)
+        for g in range(groups):
+            _patches(patches, d_pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
+            gemm_nt_serial(y_cols, l_pitch, w_rows[g * Kg * d_pitch :], d_pitch, patches, d_pitch,
+                           Kg, m * PQ, d_pitch, np.float32(1.0), np.float32(0.0))
+            _output_from_columns(y, y_cols, l_pitch, b, n0, m, g * Kg, Kg)
+
+
+@njit(parallel=True, cache=True)
+def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
+    """One task per part (a run of chunks): dw_parts[part] = that part's share of dw, and dx of its
+    images. Each part walks its chunks in order, so the sums do not depend on the threads."""
+    N, C = x.shape[0], x.shape[1]
+    K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
+    Cg, Kg, PQ = C // groups, K // groups, P * Q
+    D = Cg * R * S
+    l_pitch = padded_pitch(nc * PQ)
+    for part in prange(dw_parts.shape[0]):
+        dw_part = dw_parts[part]
+        cols = np.empty(D * l_pitch, dtype=np.float32)
+        dy_rows = np.empty(Kg * l_pitch, dtype=np.float32)
+        dy_cols = np.empty(nc * PQ * k_pitch if need_dx else 0, dtype=np.float32)
+        first = part * chunks_per_part
+        for t in range(first, min(chunks, first + chunks_per_part)):
+            n0 = t * nc
+            m = min(nc, N - n0)
+            # The chunk's K dimension (its output pixels, padded) has its own pitch.
+            pitch = padded_pitch(m * PQ)
+            beta = np.float32(0.0) if t == first else np.float32(1.0)
+            for g in range(groups):
+                _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
+                _dy_rows(dy_rows, pitch, dy, n0, m, g * Kg, Kg)
+                gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
+                               Kg, D, pitch, np.float32(1.0), beta)
+                if need_dx:
+                    # cols has been used: its memory now takes the gradient of the columns.
+                    _dy_columns(dy_cols, k_pitch, dy, n0, m, g * Kg, Kg)
+                    gemm_nt_serial(cols, pitch, w_cols[g], k_pitch, dy_cols, k_pitch,
+                                   D, m * PQ, k_pitch, np.float32(1.0), np.float32(0.0))
+                    _col2im(dx, cols, pitch, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
+
+
+@njit(parallel=True, cache=True)
+def _sum_parts(dw, dw_parts, parts):
+    """dw = dw_parts[0] + dw_parts[1] + ... in that order, split over the threads by blocks."""
+    size = dw.size
+    for t in prange((size + 4095) // 4096):
+        for i in range(t * 4096, min(size, (t + 1) * 4096)):
+            total = dw_parts[0, i]
+            for part in range(1, parts):
+                total += dw_parts[part, i]
+            dw[i] = total
+
+
 def conv2d_forward(y, x, w, b, stride, pad, groups):
     """y = conv(x, w) + b (see the module doc for the formula and layouts)."""
-    N, C, _, _ = x.shape
     K, Cg, R, S = w.shape
-    P, Q = y.shape[2], y.shape[3]
-    Kg, D, PQ = K // groups, Cg * R * S, P * Q
-    one = np.float32(1.0)
-    patches = np.empty(PQ * D, dtype=np.float32)
-    w_flat = w.reshape(-1)
-    _fill_with_bias(y, b)
-    for n in range(N):
-        for g in range(groups):
-            _patches(patches, x, n, g * Cg, Cg, R, S, stride, pad, P, Q)
-            y_g = y[n, g * Kg : (g + 1) * Kg].reshape(-1)
-            gemm_strided(y_g, PQ, w_flat[g * Kg * D : (g + 1) * Kg * D], D, False, patches, D, True,
-                         Kg, PQ, D, one, one)
+    D = Cg * R * S
+    nc, chunks = _chunking(x.shape[0], y.shape[2] * y.shape[3])
+    d_pitch = padded_pitch(D)
+    w_rows = np.empty(K * d_pitch, dtype=np.float32)
+    _weight_rows(w_rows, d_pitch, w.reshape(K, D))
+    _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks)
 
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
-    N, C, _, _ = x.shape
+    N = x.shape[0]
     K, Cg, R, S = w.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    Kg, D, PQ = K // groups, Cg * R * S, P * Q
-    one, zero = np.float32(1.0), np.float32(0.0)
-    cols = np.empty(D * PQ, dtype=np.float32)
-    dw_flat = dw.reshape(-1)
+    Kg, D = K // groups, Cg * R * S
+    nc, chunks = _chunking(N, dy.shape[2] * dy.shape[3])
+    chunks_per_part = (chunks + PARTS - 1) // PARTS
+    parts = (chunks + chunks_per_part - 1) // chunks_per_part
+    k_pitch = padded_pitch(Kg)
+    need_dx = dx is not None
+    w_cols = np.empty((groups, D * k_pitch), dtype=np.float32)
+    if need_dx:
+        _weight_columns(w_cols, k_pitch, w.reshape(K, D), groups)
+    dw_parts = np.empty((parts, K * D), dtype=np.float32)
+    _backward(dx if need_dx else x, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, nc, chunks,
+              chunks_per_part, need_dx)
+    _sum_parts(dw.reshape(-1), dw_parts, parts)
     _bias_gradient(db, dy)
-    if dx is not None:
-        wt = np.empty((groups, D, Kg), dtype=np.float32)
-        _transpose_weights(wt, w.reshape(K, D), groups)
-    for n in range(N):
-        for g in range(groups):
-            dy_g = dy[n, g * Kg : (g + 1) * Kg].reshape(-1)
-            _cols(cols, x, n, g * Cg, Cg, R, S, stride, pad, P, Q)
-            gemm_strided(dw_flat[g * Kg * D : (g + 1) * Kg * D], D, dy_g, PQ, False, cols, PQ, True,
-                         Kg, D, PQ, one, zero if n == 0 else one)
-            if dx is not None:
-                # cols is free again: reuse it for the gradient of the columns.
-                gemm_strided(cols, PQ, wt[g].reshape(-1), Kg, False, dy_g, PQ, False, D, PQ, Kg, one, zero)
-                _col2im(dx, cols, n, g * Cg, Cg, R, S, stride, pad, P, Q)
 
 
 # ---------------------------------------------------------------------------------------------

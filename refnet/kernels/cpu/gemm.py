@@ -33,7 +33,10 @@ NR = 4
 # while it meets every row of the macro tile; an op(a) panel (MB x KC) stays in L2.
 MB = 128
 NB = 256
-KC = 256
+KC = 512
+# Packing: source rows read together, and rows per parallel task of a whole-matrix pack.
+PACK_DEPTH = 8
+PACK_ROWS = 64
 
 
 @njit(cache=True)
@@ -143,16 +146,85 @@ def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
 
 
 @njit(cache=True, inline="always")
-def _pack_rows(dst, src, s0, lds, rows, kc):
-    """dst[r*kc + p] = src[s0 + p*lds + r]: `rows` K-major vectors made contiguous along K.
+def _pack(dst, d0, pitch, src, s0, lds, rows, depth):
+    """dst[d0 + r*pitch + p] = src[s0 + p*lds + r] for r < rows, p < depth: rows stored K-major
+    (one K index per source row) copied out contiguous along K.
 
-    Walking r in the inner loop reads src along its rows (contiguous) while the kc rows of src
-    being read stay in L1; the writes then run down one column of dst at a time.
+    PACK_DEPTH source rows at a time: their cache lines stay in L1 while r walks along them, and
+    each destination row gets PACK_DEPTH consecutive floats. (Walking one whole column at a time
+    instead hits a single cache set when the source pitch is a multiple of 4 KiB, as in AlexNet.)
     """
-    for p in range(kc):
-        src_p = src[s0 + p * lds : s0 + p * lds + rows]
+    for p0 in range(0, depth, PACK_DEPTH):
+        pd = min(PACK_DEPTH, depth - p0)
         for r in range(rows):
-            dst[r * kc + p] = src_p[r]
+            out = dst[d0 + r * pitch + p0 : d0 + r * pitch + p0 + pd]
+            for u in range(pd):
+                out[u] = src[s0 + (p0 + u) * lds + r]
+
+
+@njit(parallel=True, cache=True)
+def _pack_all(dst, pitch, src, lds, rows, depth):
+    """_pack over a whole matrix, split by rows over the threads."""
+    for t in prange((rows + PACK_ROWS - 1) // PACK_ROWS):
+        r0 = t * PACK_ROWS
+        _pack(dst, r0 * pitch, pitch, src, r0, lds, min(PACK_ROWS, rows - r0), depth)
+
+
+@njit(cache=True)
+def padded_pitch(length):
+    """Row pitch of a packed panel: a whole number of cache lines, but not a multiple of 4 KiB
+    (rows a multiple of 4 KiB apart share L1 sets and evict each other)."""
+    pitch = (length + 15) // 16 * 16
+    return pitch + 16 if pitch % 1024 == 0 else pitch
+
+
+@njit(cache=True)
+def _tiling(M, N, K, min_tasks):
+    """(mb_size, nb_size, kc_size): macro tiles, shrunk until there are min_tasks of them (to keep
+    every core busy on small GEMMs), and equal K slices, each a multiple of the vector length so
+    that only the last one has a remainder."""
+    mb_size = MB
+    nb_size = NB
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and nb_size > 32:
+        nb_size //= 2
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and mb_size > 16:
+        mb_size //= 2
+    k_slices = (K + KC - 1) // KC
+    kc_size = (((K + k_slices - 1) // k_slices) + 15) // 16 * 16
+    return mb_size, nb_size, kc_size
+
+
+@njit(fastmath=True, cache=True)
+def _macro_tile(c, ldc, a, lda, trans_a, b, ldb, trans_b, i0, j0, mb, nb, K, kc_size, alpha, beta):
+    """Rows i0 .. i0+mb, columns j0 .. j0+nb of c, the whole K, one K slice after the other."""
+    panel_pitch = padded_pitch(kc_size)
+    a_panel = np.empty(mb * panel_pitch if trans_a else 0, dtype=np.float32)
+    b_panel = np.empty(nb * panel_pitch if not trans_b else 0, dtype=np.float32)
+    for p0 in range(0, K, kc_size):
+        kc = min(kc_size, K - p0)
+        # beta applies once, on the first K slice; later slices add to what is there.
+        slice_beta = beta if p0 == 0 else np.float32(1.0)
+        if trans_a:
+            _pack(a_panel, 0, panel_pitch, a, p0 * lda + i0, lda, mb, kc)
+            av, a_base, a_pitch = a_panel, 0, panel_pitch
+        else:
+            av, a_base, a_pitch = a, i0 * lda + p0, lda
+        if trans_b:
+            bv, b_base, b_pitch = b, j0 * ldb + p0, ldb
+        else:
+            _pack(b_panel, 0, panel_pitch, b, p0 * ldb + j0, ldb, nb, kc)
+            bv, b_base, b_pitch = b_panel, 0, panel_pitch
+        for jj in range(0, nb, NR):
+            nr = min(NR, nb - jj)
+            for ii in range(0, mb, MR):
+                mr = min(MR, mb - ii)
+                c0 = (i0 + ii) * ldc + j0 + jj
+                a0 = a_base + ii * a_pitch
+                b0 = b_base + jj * b_pitch
+                if mr == MR and nr == NR:
+                    _tile_4x4(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, kc, alpha, slice_beta)
+                else:
+                    _tile_edge(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, mr, nr, kc, alpha, slice_beta)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -161,48 +233,38 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
 
     op(a)[i, p] = a[p*lda + i] if trans_a else a[i*lda + p]
     op(b)[p, j] = b[j*ldb + p] if trans_b else b[p*ldb + j]
+    The macro tiles of c are shared out over the threads.
     """
-    mb_size = MB
-    nb_size = NB
-    # Enough tasks to keep two cores busy on the small per-image GEMMs of the convolutions.
-    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < 8 and nb_size > 32:
-        nb_size //= 2
-    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < 8 and mb_size > 16:
-        mb_size //= 2
+    mb_size, nb_size, kc_size = _tiling(M, N, K, 8)
     m_tiles = (M + mb_size - 1) // mb_size
     n_tiles = (N + nb_size - 1) // nb_size
+    # An operand that every macro tile would pack again is packed once, whole, up front.
+    if trans_a and n_tiles > 1:
+        pitch = padded_pitch(K)
+        packed = np.empty(M * pitch, dtype=np.float32)
+        _pack_all(packed, pitch, a, lda, M, K)
+        a, lda, trans_a = packed, pitch, False
+    if not trans_b and m_tiles > 1:
+        pitch = padded_pitch(K)
+        packed = np.empty(N * pitch, dtype=np.float32)
+        _pack_all(packed, pitch, b, ldb, N, K)
+        b, ldb, trans_b = packed, pitch, True
     for t in prange(m_tiles * n_tiles):
         i0 = (t // n_tiles) * mb_size
         j0 = (t % n_tiles) * nb_size
-        mb = min(mb_size, M - i0)
-        nb = min(nb_size, N - j0)
-        a_panel = np.empty(mb * KC if trans_a else 0, dtype=np.float32)
-        b_panel = np.empty(nb * KC if not trans_b else 0, dtype=np.float32)
-        for p0 in range(0, K, KC):
-            kc = min(KC, K - p0)
-            # beta applies once, on the first K slice; later slices add to what is there.
-            slice_beta = beta if p0 == 0 else np.float32(1.0)
-            if trans_a:
-                _pack_rows(a_panel, a, p0 * lda + i0, lda, mb, kc)
-                av, a_base, a_pitch = a_panel, 0, kc
-            else:
-                av, a_base, a_pitch = a, i0 * lda + p0, lda
-            if trans_b:
-                bv, b_base, b_pitch = b, j0 * ldb + p0, ldb
-            else:
-                _pack_rows(b_panel, b, p0 * ldb + j0, ldb, nb, kc)
-                bv, b_base, b_pitch = b_panel, 0, kc
-            for jj in range(0, nb, NR):
-                nr = min(NR, nb - jj)
-                for ii in range(0, mb, MR):
-                    mr = min(MR, mb - ii)
-                    c0 = (i0 + ii) * ldc + j0 + jj
-                    a0 = a_base + ii * a_pitch
-                    b0 = b_base + jj * b_pitch
-                    if mr == MR and nr == NR:
-                        _tile_4x4(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, kc, alpha, slice_beta)
-                    else:
-                        _tile_edge(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, mr, nr, kc, alpha, slice_beta)
+        _macro_tile(c, ldc, a, lda, trans_a, b, ldb, trans_b, i0, j0, min(mb_size, M - i0), min(nb_size, N - j0),
+                    K, kc_size, alpha, beta)
+
+
+@njit(fastmath=True, cache=True)
+def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
+    """c[i*ldc + j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * c[i*ldc + j] on the calling
+    thread: for callers that already share out whole GEMMs over the threads (conv2d, per image)."""
+    mb_size, nb_size, kc_size = _tiling(M, N, K, 1)
+    for i0 in range(0, M, mb_size):
+        for j0 in range(0, N, nb_size):
+            _macro_tile(c, ldc, a, lda, False, b, ldb, True, i0, j0, min(mb_size, M - i0), min(nb_size, N - j0),
+                        K, kc_size, alpha, beta)
 
 
 def gemm(c, a, b, trans_a, trans_b, alpha, beta):
