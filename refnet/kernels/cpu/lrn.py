@@ -26,6 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+
 @njit(cache=True)
 def lrn_forward_reference(y, scale, x, size, alpha, beta, k):
     N, C, H, W = x.shape
