@@ -19,10 +19,9 @@ def elementwise_grid(count):
 @cuda.jit(device=True, inline=True)
 def unflatten3(flat, C, L):
     """(n, c, l) of flat index `flat` into a C-contiguous (N, C, L) array, as int32."""
-    i = int32(flat % L)
-    c = int32((flat // L) % C)
-    n = int32(flat // (C * L))
-    return n, c, i
+    rows = int32(flat // L)
+    n = rows // int32(C)
+    return n, rows - n * int32(C), int32(flat - rows * L)
 
 
 @cuda.jit(device=True, inline=True)

@@ -2,14 +2,17 @@
 
     C[g, m, n] = sum_k A[g, m, k] * B[g, k, n]      m < M, n < N, k < K, g < groups
 
-A, B and C are never materialised: each user supplies three @cuda.jit device functions that read
-an element of A or B straight from its own arrays (a plain matrix, a transposed matrix, an image
+A, B and C are never materialised: each user supplies @cuda.jit device functions that read an
+element of A or B straight from its own arrays (a plain matrix, a transposed matrix, an image
 gathered through a convolution window: "implicit GEMM") and write an element of C (with alpha/beta,
-bias, or an NCHW scatter):
+bias, or an NCHW scatter). Reading is split in two so that the costly decoding of a row m of A or
+a column n of B (into image, pixel and group offsets) runs once per thread, not at every K step:
 
-    load_a(a, geom, g, m, k) -> float32          called only for m < M, k < K
-    load_b(b, geom, g, k, n) -> float32          called only for k < K, n < N
-    store(c, bias, geom, g, m, n, value, alpha, beta)   called only for m < M, n < N
+    locate_a(geom, g, m) -> (int32, int32, int32)        "where": what load_a needs to know of m
+    load_a(a, geom, g, where0, where1, where2, k) -> float32     called only for m < M, k < K
+    locate_b(geom, g, n) -> (int32, int32, int32)
+    load_b(b, geom, g, where0, where1, where2, k) -> float32     called only for n < N, k < K
+    store(c, bias, geom, g, m, n, value, alpha, beta)            called only for m < M, n < N
 
 `geom` is a tuple of int32 sizes the functions decode indices with.
 
@@ -41,6 +44,8 @@ THREAD_N = 8  # columns of C per thread
 THREADS_N = TILE_N // THREAD_N  # 16 threads across a tile's columns
 THREADS_M = TILE_M // THREAD_M  # 16 threads down its rows
 THREADS = THREADS_M * THREADS_N  # 256
+LOADS = TILE_M * TILE_K // THREADS  # elements of each tile one thread copies per K step (4)
+assert LOADS == TILE_N * TILE_K // THREADS
 PAD = 4
 # Shared-memory shapes must be compile-time literals, not expressions of them.
 A_TILE_ROW = TILE_M + PAD
@@ -55,45 +60,60 @@ MIN_K_PER_SPLIT = 128
 REDUCE_THREADS = 256
 
 
-def _make_tile_copier(load, tile_width, k_fastest):
-    """A device function copying one TILE_K x tile_width tile (k, i) = load(src, geom, g, ., .) into
-    shared memory (flat, rows padded to tile_width + PAD), zero outside the matrix. With `k_fastest` consecutive threads take consecutive
-    k, else consecutive i: whichever index `load` finds contiguous in memory (coalesced reads).
-    For A, i is the row m and load(..., m, k); for B, i is the column n and load(..., k, n)."""
-    loads_per_thread = tile_width * TILE_K // THREADS
+@cuda.jit(device=True, inline=True)
+def locate_row(geom, g, i):
+    """The `locate` of a plain matrix: the row (of A) or column (of B) index itself."""
+    return i, int32(0), int32(0)
+
+
+def _make_tile_copier(locate, load, tile_width, k_fastest):
+    """Device functions copying one TILE_K x tile_width tile of A (i = m) or B (i = n) into shared
+    memory (flat, rows padded to tile_width + PAD), zero outside the matrix.
+
+    Each thread copies the same LOADS tile positions at every K step, so `locate_all` runs
+    `locate` on their i indices once, before the K loop, into `where` (LOADS, 3); `copy_tile` then
+    only decodes k. With `k_fastest` consecutive threads take consecutive k, else consecutive i:
+    whichever index `load` finds contiguous in memory (coalesced reads).
+    """
     row = tile_width + PAD
 
     @cuda.jit(device=True, inline=True)
-    def copy_tile(tile, src, geom, g, tid, i0, extent, k0, k_end):
-        for e in range(loads_per_thread):
-            flat = tid + int32(e * THREADS)
-            if k_fastest:
-                kk = flat % int32(TILE_K)
-                ii = flat // int32(TILE_K)
-            else:
-                ii = flat % int32(tile_width)
-                kk = flat // int32(tile_width)
+    def tile_position(tid, e):
+        flat = tid + int32(e * THREADS)
+        if k_fastest:
+            return flat // int32(TILE_K), flat % int32(TILE_K)
+        return flat % int32(tile_width), flat // int32(tile_width)
+
+    @cuda.jit(device=True, inline=True)
+    def locate_all(where, geom, g, tid, i0, extent):
+        for e in range(LOADS):
+            ii, kk = tile_position(tid, e)
+            if i0 + ii < extent:
+                first, second, third = locate(geom, g, i0 + ii)
+                where[e, 0] = first
+                where[e, 1] = second
+                where[e, 2] = third
+
+    @cuda.jit(device=True, inline=True)
+    def copy_tile(tile, src, geom, g, where, tid, i0, extent, k0, k_end):
+        for e in range(LOADS):
+            ii, kk = tile_position(tid, e)
             value = float32(0.0)
             if i0 + ii < extent and k0 + kk < k_end:
-                value = load(src, geom, g, i0 + ii, k0 + kk)
+                value = load(src, geom, g, where[e, 0], where[e, 1], where[e, 2], k0 + kk)
             tile[uint32(kk * row + ii)] = value
 
-    return copy_tile
+    return locate_all, copy_tile
 
 
-def make_tiled_matmul(load_a, load_b, store, a_k_fastest, b_k_fastest):
-    """Build (tiled_kernel, reduce_kernel) around the three device functions.
+def make_tiled_matmul(locate_a, load_a, locate_b, load_b, store, a_k_fastest, b_k_fastest):
+    """Build (tiled_kernel, reduce_kernel) around the five device functions.
 
     `a_k_fastest` / `b_k_fastest` say which index of A / B is contiguous in memory, so that
     consecutive threads copy consecutive addresses (coalesced) into the shared tiles.
     """
-
-    @cuda.jit(device=True, inline=True)
-    def load_b_transposed(b, geom, g, n, k):
-        return load_b(b, geom, g, k, n)
-
-    copy_a_tile = _make_tile_copier(load_a, TILE_M, a_k_fastest)
-    copy_b_tile = _make_tile_copier(load_b_transposed, TILE_N, b_k_fastest)
+    locate_a_all, copy_a_tile = _make_tile_copier(locate_a, load_a, TILE_M, a_k_fastest)
+    locate_b_all, copy_b_tile = _make_tile_copier(locate_b, load_b, TILE_N, b_k_fastest)
 
     @cuda.jit(fastmath=True)
     def tiled_kernel(c, a, b, bias, geom, M, N, K, k_per_split, splits, alpha, beta, partial):
@@ -118,9 +138,14 @@ def make_tiled_matmul(load_a, load_b, store, a_k_fastest, b_k_fastest):
             for j in range(THREAD_N):
                 acc[i, j] = float32(0.0)
 
+        a_where = cuda.local.array((LOADS, 3), int32)
+        b_where = cuda.local.array((LOADS, 3), int32)
+        locate_a_all(a_where, geom, g, tid, m0, M)
+        locate_b_all(b_where, geom, g, tid, n0, N)
+
         for k0 in range(k_begin, k_end, TILE_K):
-            copy_a_tile(a_tile, a, geom, g, tid, m0, M, k0, k_end)
-            copy_b_tile(b_tile, b, geom, g, tid, n0, N, k0, k_end)
+            copy_a_tile(a_tile, a, geom, g, a_where, tid, m0, M, k0, k_end)
+            copy_b_tile(b_tile, b, geom, g, b_where, tid, n0, N, k0, k_end)
             cuda.syncthreads()
 
             for kk in range(TILE_K):

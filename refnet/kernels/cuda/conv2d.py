@@ -39,30 +39,38 @@ from ._reduce import channel_sum
 
 
 @cuda.jit(device=True, inline=True)
-def _image_at(x, geom, g, c, r, s, n, p, q):
-    """x[n, g*C/G + c, p*stride - pad + r, q*stride - pad + s], 0 in the padding."""
-    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
-    h = p * stride - pad + r
-    w = q * stride - pad + s
-    if h < 0 or h >= H or w < 0 or w >= W:
+def _image_at(x, geom, n, channel, h, w):
+    """x[n, channel, h, w], 0 in the padding."""
+    if h < 0 or h >= geom[2] or w < 0 or w >= geom[3]:
         return float32(0.0)
-    return x[n, g * Cg + c, h, w]
+    return x[n, channel, h, w]
 
 
 # --- forward: y (K/G x N*P*Q) = w (K/G x C/G*R*S) @ gathered x ---------------------------------
 
 
 @cuda.jit(device=True, inline=True)
-def _forward_load_w(w2, geom, g, m, kd):
-    Kg = geom[12]
-    return w2[g * Kg + m, kd]
+def _forward_locate_w(geom, g, m):
+    return g * geom[12] + m, int32(0), int32(0)  # the filter's row of w2
 
 
 @cuda.jit(device=True, inline=True)
-def _forward_load_x(x, geom, g, kd, col):
-    c, r, s = unflatten3(kd, geom[5], geom[6])
+def _forward_load_w(w2, geom, g, k, unused1, unused2, kd):
+    return w2[k, kd]
+
+
+@cuda.jit(device=True, inline=True)
+def _forward_locate_x(geom, g, col):
+    """Output pixel col = (n, p, q) -> (n, top row, left column) of its window in x."""
     n, p, q = unflatten3(col, geom[7], geom[8])
-    return _image_at(x, geom, g, c, r, s, n, p, q)
+    stride, pad = geom[9], geom[10]
+    return n, p * stride - pad, q * stride - pad
+
+
+@cuda.jit(device=True, inline=True)
+def _forward_load_x(x, geom, g, n, h0, w0, kd):
+    c, r, s = unflatten3(kd, geom[5], geom[6])
+    return _image_at(x, geom, n, g * geom[11] + c, h0 + r, w0 + s)
 
 
 @cuda.jit(device=True, inline=True)
@@ -76,27 +84,43 @@ def _forward_store(y, bias, geom, g, m, col, value, alpha, beta):
 
 
 @cuda.jit(device=True, inline=True)
-def _data_load_w(w3, geom, g, m, kd):
-    RS = geom[5] * geom[6]
-    kk = kd // RS
-    return w3[g * geom[12] + kk, m, kd - kk * RS]
+def _data_locate_w(geom, g, c):
+    return c, int32(0), int32(0)
 
 
 @cuda.jit(device=True, inline=True)
-def _data_load_dy(dy, geom, g, kd, col):
-    N, C, H, W, K, R, S, P, Q, stride, pad, Cg, Kg = geom
+def _data_load_w(w3, geom, g, c, unused1, unused2, kd):
+    RS = geom[5] * geom[6]
+    kk = kd // RS
+    return w3[g * geom[12] + kk, c, kd - kk * RS]
+
+
+@cuda.jit(device=True, inline=True)
+def _data_locate_dy(geom, g, col):
+    """Input pixel col = (n, h, w) -> (n, h + pad, w + pad)."""
+    n, h, w = unflatten3(col, geom[2], geom[3])
+    return n, h + geom[10], w + geom[10]
+
+
+@cuda.jit(device=True, inline=True)
+def _data_load_dy(dy, geom, g, n, h_padded, w_padded, kd):
+    P, Q, stride = geom[7], geom[8], geom[9]
     kk, r, s = unflatten3(kd, geom[5], geom[6])
-    n, h, w = unflatten3(col, H, W)
-    # (h, w) is tap (r, s) of output (p, q) iff h = p*stride - pad + r, w = q*stride - pad + s
-    ph = h + pad - r
-    qw = w + pad - s
-    if ph < 0 or qw < 0 or ph % stride != 0 or qw % stride != 0:
+    # (h, w) is tap (r, s) of output (p, q) iff h + pad - r = p*stride and w + pad - s = q*stride
+    ph = h_padded - r
+    qw = w_padded - s
+    if ph < 0 or qw < 0:
         return float32(0.0)
-    p = ph // stride
-    q = qw // stride
+    if stride == 1:  # conv2-5: no division
+        p, q = ph, qw
+    else:
+        p = ph // stride
+        q = qw // stride
+        if ph - p * stride != 0 or qw - q * stride != 0:
+            return float32(0.0)
     if p >= P or q >= Q:
         return float32(0.0)
-    return dy[n, g * Kg + kk, p, q]
+    return dy[n, g * geom[12] + kk, p, q]
 
 
 @cuda.jit(device=True, inline=True)
@@ -109,17 +133,30 @@ def _data_store(dx, bias, geom, g, m, col, value, alpha, beta):
 
 
 @cuda.jit(device=True, inline=True)
-def _filter_load_dy(dy3, geom, g, m, kd):
-    PQ = geom[7] * geom[8]
-    n = kd // PQ
-    return dy3[n, g * geom[12] + m, kd - n * PQ]
+def _filter_locate_dy(geom, g, m):
+    return g * geom[12] + m, int32(0), int32(0)  # the filter's channel of dy
 
 
 @cuda.jit(device=True, inline=True)
-def _filter_load_x(x, geom, g, kd, col):
-    n, p, q = unflatten3(kd, geom[7], geom[8])
+def _filter_load_dy(dy3, geom, g, k, unused1, unused2, kd):
+    PQ = geom[7] * geom[8]
+    n = kd // PQ
+    return dy3[n, k, kd - n * PQ]
+
+
+@cuda.jit(device=True, inline=True)
+def _filter_locate_x(geom, g, col):
+    """Filter tap col = (c, r, s) -> (input channel, r - pad, s - pad)."""
     c, r, s = unflatten3(col, geom[5], geom[6])
-    return _image_at(x, geom, g, c, r, s, n, p, q)
+    pad = geom[10]
+    return g * geom[11] + c, r - pad, s - pad
+
+
+@cuda.jit(device=True, inline=True)
+def _filter_load_x(x, geom, g, channel, r_shift, s_shift, kd):
+    n, p, q = unflatten3(kd, geom[7], geom[8])
+    stride = geom[9]
+    return _image_at(x, geom, n, channel, p * stride + r_shift, q * stride + s_shift)
 
 
 @cuda.jit(device=True, inline=True)
@@ -127,9 +164,15 @@ def _filter_store(dw2, bias, geom, g, m, col, value, alpha, beta):
     dw2[g * geom[12] + m, col] = value
 
 
-_FORWARD = _tiled.make_tiled_matmul(_forward_load_w, _forward_load_x, _forward_store, a_k_fastest=True, b_k_fastest=False)
-_DATA = _tiled.make_tiled_matmul(_data_load_w, _data_load_dy, _data_store, a_k_fastest=True, b_k_fastest=False)
-_FILTER = _tiled.make_tiled_matmul(_filter_load_dy, _filter_load_x, _filter_store, a_k_fastest=True, b_k_fastest=True)
+_FORWARD = _tiled.make_tiled_matmul(
+    _forward_locate_w, _forward_load_w, _forward_locate_x, _forward_load_x, _forward_store, a_k_fastest=True, b_k_fastest=False
+)
+_DATA = _tiled.make_tiled_matmul(
+    _data_locate_w, _data_load_w, _data_locate_dy, _data_load_dy, _data_store, a_k_fastest=True, b_k_fastest=False
+)
+_FILTER = _tiled.make_tiled_matmul(
+    _filter_locate_dy, _filter_load_dy, _filter_locate_x, _filter_load_x, _filter_store, a_k_fastest=True, b_k_fastest=True
+)
 
 def _geometry(x, w, stride, pad, groups):
     N, C, H, W = x.shape
@@ -171,7 +214,8 @@ def _forward_reference_kernel(y, x, w, bias, geom):
         for c in range(Cg):
             for r in range(R):
                 for s in range(S):
-                    total += w[k, c, r, s] * _image_at(x, geom, g, c, r, s, n, p, q)
+                    h, w_ = p * stride - pad + r, q * stride - pad + s
+                    total += w[k, c, r, s] * _image_at(x, geom, n, g * Cg + c, h, w_)
         y[n, k, p, q] = total + bias[k]
 
 
@@ -206,7 +250,8 @@ def _filter_reference_kernel(dw, x, dy, geom):
         for n in range(N):
             for p in range(P):
                 for q in range(Q):
-                    total += dy[n, k, p, q] * _image_at(x, geom, g, c, r, s, n, p, q)
+                    h, w_ = p * stride - pad + r, q * stride - pad + s
+                    total += dy[n, k, p, q] * _image_at(x, geom, n, g * Cg + c, h, w_)
         dw[k, c, r, s] = total
 
 

@@ -32,18 +32,20 @@ def make_gemm_kernels(trans_a, trans_b, store=_store_alpha_beta):
     (alpha/beta by default; linear's adds a bias)."""
 
     @cuda.jit(device=True, inline=True)
-    def load_a(a, geom, g, m, k):
+    def load_a(a, geom, g, m, unused1, unused2, k):
         if trans_a:
             return a[k, m]
         return a[m, k]
 
     @cuda.jit(device=True, inline=True)
-    def load_b(b, geom, g, k, n):
+    def load_b(b, geom, g, n, unused1, unused2, k):
         if trans_b:
             return b[n, k]
         return b[k, n]
 
-    return _tiled.make_tiled_matmul(load_a, load_b, store, a_k_fastest=not trans_a, b_k_fastest=trans_b)
+    return _tiled.make_tiled_matmul(
+        _tiled.locate_row, load_a, _tiled.locate_row, load_b, store, a_k_fastest=not trans_a, b_k_fastest=trans_b
+    )
 
 
 _KERNELS = {}
