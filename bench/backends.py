@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .timing import copy_bandwidth_gbs, time_cpu, time_events
+from .timing import copy_bandwidth_gbs, time_cpu, time_events, time_interleaved
 
 
 class CpuBackend:
@@ -55,13 +55,12 @@ class CpuBackend:
     def peer_label(self, op: str) -> str:
         return "numpy" if op == "gemm" else "torch"
 
-    def time_refnet(self, fn, repeat):
-        return time_cpu(fn, repeat, self.warmup, self.budget_s, min_time_s=self.min_time_s)
-
-    time_peer = time_refnet
-
-    def time_wall(self, fn, repeat):
-        return time_cpu(fn, repeat, self.warmup, self.budget_s * 3, min_time_s=self.min_time_s)
+    def time_pair(self, run, peer, repeat, whole_network=False):
+        """(refnet Timing, peer Timing or None), the two taking turns call by call."""
+        fns = [run] if peer is None else [run, peer]
+        budget = self.budget_s * (3 if whole_network else 1)
+        timings = time_interleaved(fns, repeat, self.warmup, budget, min_time_s=self.min_time_s)
+        return timings[0], (timings[1] if peer is not None else None)
 
     def bandwidth_gbs(self) -> float:
         return copy_bandwidth_gbs(self.bandwidth_bytes)
@@ -117,6 +116,13 @@ class CudaBackend:
 
     def peer_label(self, op: str) -> str:
         return {"gemm": "cuBLAS", "conv": "cuDNN"}.get(op, "torch")
+
+    def time_pair(self, run, peer, repeat, whole_network=False):
+        """(refnet Timing, peer Timing or None): each side by its own CUDA events, one after the
+        other (the GPU is not shared); whole-network steps by wall clock with synchronisation."""
+        if whole_network:
+            return self.time_wall(run, repeat), (self.time_wall(peer, repeat) if peer else None)
+        return self.time_refnet(run, repeat), (self.time_peer(peer, repeat) if peer else None)
 
     def time_refnet(self, fn, repeat):
         return time_events(fn, repeat, lambda: self.cuda.event(),  # timing events by default

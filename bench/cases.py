@@ -655,7 +655,7 @@ def _check_gradients(be, size, batch=2):
     twin_loss.backward()
     twin_grads = {k: be.peer_host(p.grad) for k, p in twin.named_parameters()}
     grads = net.grad_dict()
-    return first_error(compare("loss", np.float64(loss), float(twin_loss)),
+    return first_error(compare("loss", np.float64(loss), float(twin_loss.detach())),
                        *(compare(f"grad {k}", grads[k], twin_grads[k], 1e-3, 2e-3) for k in twin_grads))
 
 

@@ -148,8 +148,8 @@ def run(args) -> int:
           f"{meta['torch'] or 'not installed'} {meta['torch_threads'] or ''} threads, numpy BLAS {meta['numpy_blas']}",
           file=sys.stderr)
 
-    bandwidth = be.bandwidth_gbs() if any(c.op in cases.MEMORY_BOUND for c in selected) else None
-    meta["copy_bandwidth_gbs"] = bandwidth
+    memory_bound = any(c.op in cases.MEMORY_BOUND for c in selected)
+    bandwidth_start = be.bandwidth_gbs() if memory_bound else None
 
     rows = []
     mismatches = 0
@@ -166,12 +166,9 @@ def run(args) -> int:
             else:
                 if prepared.checked_against != "peer":
                     row.status = f"ok (checked against {prepared.checked_against})"
-                timer = be.time_wall if case.op == "step" else be.time_refnet
-                t = timer(prepared.run, repeat)
+                t, tp = be.time_pair(prepared.run, prepared.peer, repeat, whole_network=case.op == "step")
                 row.ms, row.samples_ms = t.median_ms, t.samples_ms
-                if prepared.peer:
-                    peer_timer = be.time_wall if case.op == "step" else be.time_peer
-                    tp = peer_timer(prepared.peer, repeat)
+                if tp is not None:
                     row.peer_ms, row.peer_samples_ms = tp.median_ms, tp.samples_ms
         except Exception as exc:  # one broken op must not hide the others' numbers
             mismatches += 1
@@ -182,10 +179,19 @@ def run(args) -> int:
                 row.rate, row.rate_unit = case.flops / (row.ms * 1e-3) / be.rate_scale, be.rate_unit
             elif case.nbytes:
                 row.rate, row.rate_unit = case.nbytes / (row.ms * 1e-3) / 1e9, "GB/s"
-                row.stream_ms = case.nbytes / (bandwidth * 1e9) * 1e3
         rows.append(row)
         prepared = None
         gc.collect()
+
+    if memory_bound:
+        # Measured before and after the cases; the higher figure is the machine's capability (the
+        # lower one met more outside load), and it is the stricter yardstick for the kernels.
+        bandwidth_end = be.bandwidth_gbs()
+        meta["copy_bandwidth_gbs_start_end"] = (bandwidth_start, bandwidth_end)
+        meta["copy_bandwidth_gbs"] = max(bandwidth_start, bandwidth_end)
+        for row, case in zip(rows, selected):
+            if case.nbytes and row.ms:
+                row.stream_ms = case.nbytes / (meta["copy_bandwidth_gbs"] * 1e9) * 1e3
 
     jit = None
     if "jit" in groups and device == "cpu":

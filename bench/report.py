@@ -208,7 +208,10 @@ def format_report(meta, rows, targets) -> str:
         f"- peers: torch {meta['torch'] or 'not installed'}; numpy BLAS {meta['numpy_blas']}",
     ]
     if meta.get("copy_bandwidth_gbs"):
-        lines.append(f"- copy bandwidth (numpy copy of a large array, read + write): {meta['copy_bandwidth_gbs']:.1f} GB/s")
+        start, end = meta["copy_bandwidth_gbs_start_end"]
+        lines.append(f"- copy bandwidth (numpy copy of a large array, bytes read + written per second): "
+                     f"{meta['copy_bandwidth_gbs']:.1f} GB/s, the higher of {start:.1f} (before the cases) "
+                     f"and {end:.1f} (after)")
     lines.append(f"- load average (1, 5, 15 min): start {_load(meta['load_average_start'])}, "
                  f"end {_load(meta['load_average_end'])}")
     if meta.get("git"):

@@ -2,9 +2,9 @@
 
 Every timer calls `fn(i)` with the call's index i, so a case can rotate among several copies of
 its inputs (the GPU cases do, so the L2 cache does not flatter anyone). Warm-up calls come first
-and are not counted; the figure reported is the median of the timed calls. A case that is slow
-stops early once it has `min_repeat` samples and has used its time budget, so a full run stays
-bounded on a small machine.
+and are not counted; the figure reported is the median of the timed calls. On the CPU refnet and
+its peer take turns call by call. A case that is slow stops early once it has `min_repeat`
+samples and has used its time budget, so a full run stays bounded on a small machine.
 """
 
 import json
@@ -32,27 +32,40 @@ class Timing:
 
 def time_cpu(fn, repeat: int, warmup: int = 1, budget_s: float = 20.0, min_repeat: int = 3,
              min_time_s: float = 0.25, max_repeat: int = 1000) -> Timing:
-    """Median wall-clock milliseconds of `fn(i)` after `warmup` calls.
+    """Median wall-clock milliseconds of `fn(i)` after `warmup` calls (see time_interleaved)."""
+    return time_interleaved([fn], repeat, warmup, budget_s, min_repeat, min_time_s, max_repeat)[0]
 
-    At least `repeat` calls are timed, and short calls repeat until `min_time_s` is spent (up to
-    `max_repeat`): on a shared 2-core machine a single scheduler hiccup costs milliseconds, so a
-    microsecond op needs many samples for its median to mean anything.
+
+def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, min_repeat: int = 3,
+                     min_time_s: float = 0.25, max_repeat: int = 1000) -> list:
+    """A Timing per function of `fns`, calling them in turn (A B A B ...) after `warmup` rounds.
+
+    Taking turns exposes refnet and its peer to the same moments of a machine that other
+    processes share, so a burst of outside load does not land on one side only. At least `repeat`
+    rounds are timed, and short calls repeat until each function has had `min_time_s` (up to
+    `max_repeat` rounds): a single scheduler hiccup costs milliseconds, so a microsecond op needs
+    many samples for its median to mean anything. A slow case stops after `min_repeat` rounds
+    once a function has used `budget_s`.
     """
     for i in range(warmup):
-        fn(i)
-    samples = []
-    spent = 0.0
+        for fn in fns:
+            fn(i)
+    samples = [[] for _ in fns]
+    spent = [0.0 for _ in fns]
+    rounds = 0
     while True:
-        t0 = time.perf_counter()
-        fn(warmup + len(samples))
-        dt = time.perf_counter() - t0
-        samples.append(dt * 1e3)
-        spent += dt
-        if len(samples) >= min_repeat and spent > budget_s:
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn(warmup + rounds)
+            dt = time.perf_counter() - t0
+            samples[k].append(dt * 1e3)
+            spent[k] += dt
+        rounds += 1
+        if rounds >= min_repeat and max(spent) > budget_s:
             break
-        if len(samples) >= max_repeat or (len(samples) >= repeat and spent >= min_time_s):
+        if rounds >= max_repeat or (rounds >= repeat and min(spent) >= min_time_s):
             break
-    return Timing(statistics.median(samples), samples)
+    return [Timing(statistics.median(s), s) for s in samples]
 
 
 def time_events(fn, repeat: int, make_event, elapsed_ms, warmup: int = 2, budget_s: float = 10.0,
