@@ -87,7 +87,8 @@ def test_lrn_matches_cpu(gpu, rng, beta):
 def test_maxpool_matches_cpu(gpu, rng, size, stride):
     # 3x3/2 overlaps (the paper's), 2/3 leaves gaps, 3/1 lets one input win up to 9 windows
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
-    x[1, 2, 4, 4] = 10.0
+    x[1, 2, 4, 4] = 10.0  # wins several windows
+    x[1, 2, 6, 5] = 20.0  # with 3/1, wins windows 27..41: both sides of the backward's 32-window chunks
     x[0, 1, 2, 3] = np.nan
     y_cpu, argmax_cpu = ops.maxpool2d_forward(x, size, stride)
     y, argmax = ops.maxpool2d_forward(

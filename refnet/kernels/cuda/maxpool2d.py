@@ -11,11 +11,15 @@ float32 except argmax int32; C-contiguous device arrays.
 
 Forward runs one thread per output element, consecutive threads along q (coalesced).
 Backward is given no window geometry (the launcher contract is (dx, dy, argmax)), so it cannot
-gather over the windows covering an input element; instead one thread owns one (n, c) plane and
-scatters its windows in (p, q) order into the zeroed dx plane. Overlapping windows then need no
-atomics and the sums are deterministic (the same order as the CPU's serial loop), at the price
-of N*C-way parallelism and strided loads.
+gather over the windows covering an input element. Instead one warp owns one (n, c) plane and
+walks its windows in chunks of 32 (coalesced loads of argmax and dy): within a chunk, the first
+lane holding a given argmax adds the gradients of every window of the chunk that chose that
+position, in window order, onto dx. No atomics, each dx element is written by one lane at a
+time, and every sum is formed in the CPU's serial (p, q) order, so results are deterministic
+and equal to the CPU's bit for bit.
 """
+
+import math
 
 import numpy as np
 from numba import cuda, float32, int32
@@ -52,15 +56,44 @@ def _fill_zero_flat(a):
         a[i] = float32(0.0)
 
 
+WARP = 32
+PLANES_PER_BLOCK = 4  # one warp per (n, c) plane
+
+
 @cuda.jit
 def _maxpool_backward_kernel(dx_planes, dy_planes, argmax_planes):
-    plane_size = dx_planes.shape[1]
-    start, step = cuda.grid(1), cuda.gridsize(1)
-    for plane in range(start, dy_planes.shape[0], step):
-        for window in range(dy_planes.shape[1]):
+    targets = cuda.shared.array((PLANES_PER_BLOCK, WARP), int32)
+    values = cuda.shared.array((PLANES_PER_BLOCK, WARP), float32)
+    warp = int32(cuda.threadIdx.x) // int32(WARP)
+    lane = int32(cuda.threadIdx.x) % int32(WARP)
+    plane = int32(cuda.blockIdx.x) * int32(PLANES_PER_BLOCK) + warp
+    planes, plane_size, windows = dy_planes.shape[0], dx_planes.shape[1], dy_planes.shape[1]
+    # Every thread runs every chunk (no early exit): syncthreads needs the whole block.
+    for chunk in range(0, windows, WARP):
+        window = chunk + lane
+        at = int32(-1)
+        value = float32(0.0)
+        if plane < planes and window < windows:
             at = argmax_planes[plane, window]
-            if 0 <= at < plane_size:  # a corrupt argmax is skipped, never written out of bounds
-                dx_planes[plane, at] += dy_planes[plane, window]
+            value = dy_planes[plane, window]
+            if at < 0 or at >= plane_size:  # a corrupt argmax is skipped, never written out of bounds
+                at = int32(-1)
+        targets[warp, lane] = at
+        values[warp, lane] = value
+        cuda.syncthreads()
+        if at >= 0:
+            first = True
+            for other in range(lane):
+                if targets[warp, other] == at:
+                    first = False
+            if first:  # this lane adds, in window order, every window of the chunk that chose `at`
+                total = dx_planes[plane, at]
+                for other in range(lane, WARP):
+                    if targets[warp, other] == at:
+                        total += values[warp, other]
+                dx_planes[plane, at] = total
+        # the next chunk may add to the same positions, and reuses the shared arrays
+        cuda.syncthreads()
 
 
 def maxpool2d_forward(y, argmax, x, size, stride):
@@ -75,7 +108,7 @@ def maxpool2d_backward(dx, dy, argmax):
     planes = N * C
     blocks, threads = elementwise_grid(dx.size)
     _fill_zero_flat[blocks, threads](dx.reshape(-1))
-    blocks, threads = elementwise_grid(planes)
-    _maxpool_backward_kernel[blocks, threads](
+    blocks = math.ceil(planes / PLANES_PER_BLOCK)
+    _maxpool_backward_kernel[blocks, PLANES_PER_BLOCK * WARP](
         dx.reshape(planes, H * W), dy.reshape(planes, -1), argmax.reshape(planes, -1)
     )
