@@ -506,10 +506,13 @@ class Trainer:
                         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", lr=f"{self.schedule.lr:g}")
                         bar.update(1)
                         if cfg.log_every and self.net.step % cfg.log_every == 0:
+                            so_far = self.epoch_totals.result()
                             self._log({
                                 "kind": "step", "step": self.net.step,
                                 "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
                                 "lr": self.schedule.lr, "train_loss": loss,
+                                # running top-1/top-5 error of this epoch's batches so far
+                                "train_top1_error": so_far["top1_error"], "train_top5_error": so_far["top5_error"],
                                 "images_per_second": images_per_second, "wall_seconds": wall(),
                             })  # fmt: skip
                             window_start, window_images = time.perf_counter(), 0
