@@ -13,7 +13,7 @@ gradients. On a real GPU nothing is staged: the whole pass runs on the CUDA kern
 import numpy as np
 import pytest
 
-from conftest import SIMULATOR
+from numba import config
 from refnet import AlexNet
 from refnet.kernels.cpu import conv2d as cpu_conv2d
 from refnet.kernels.cpu import linear as cpu_linear
@@ -39,7 +39,7 @@ def _staged_through_host(cpu_launcher, outputs):
 
 @pytest.fixture
 def matmul_layers_on_host(monkeypatch):
-    if not SIMULATOR:
+    if not config.ENABLE_CUDASIM:
         return
     monkeypatch.setattr(cuda_conv2d, "conv2d_forward", _staged_through_host(cpu_conv2d.conv2d_forward, 1))
     monkeypatch.setattr(cuda_conv2d, "conv2d_backward", _staged_through_host(cpu_conv2d.conv2d_backward, 3))

@@ -8,6 +8,9 @@ libdevice and ptxas under CUDA_HOME or /usr/local/cuda*):
 
     .venv/bin/python -m pytest -q tests/cuda/test_compile_ptx.py
 
+Under the simulator (`make test-cuda-sim`) the same checks run in a child pytest process
+without it, since the simulator, once imported, cannot compile.
+
 Each launcher is called with numpy arrays in place of device arrays; the kernel launch is
 replaced by a PTX compilation for the argument types it would have been launched with.
 """
@@ -16,11 +19,12 @@ import glob
 import os
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import SIMULATOR
+from numba import config
 
 CC = (9, 0)
 pytestmark = pytest.mark.compile_only  # exempt from the directory's "no GPU" skip (see conftest)
@@ -39,8 +43,8 @@ def _toolkit():
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """Run every launcher once on tiny numpy arrays; returns {kernel name: ptxas report}."""
-    if SIMULATOR:
-        pytest.skip("the CUDA simulator cannot compile PTX: run this file without NUMBA_ENABLE_CUDASIM")
+    if config.ENABLE_CUDASIM:
+        pytest.skip("the CUDA simulator cannot compile PTX; here these checks run in a child process (below)")
     toolkit = _toolkit()
     if toolkit is None:
         pytest.skip("no CUDA toolkit (libdevice + ptxas) under CUDA_HOME or /usr/local/cuda*")
@@ -130,3 +134,14 @@ def test_every_kernel_compiles_for_sm90(compiled):
 def test_no_kernel_spills_registers(compiled):
     spills = {name: re.search(r"(\d+) bytes spill stores", report).group(1) for name, report in compiled.items()}
     assert all(v == "0" for v in spills.values()), f"register spills (bytes): {spills}"
+
+
+def test_compile_checks_pass_in_a_process_without_the_simulator():
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("runs the checks above in a child process; here they run directly")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", __file__],
+                           env=env, capture_output=True, text=True)
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
+    if " passed" not in child.stdout:
+        pytest.skip(child.stdout.strip().splitlines()[-1])
