@@ -78,13 +78,16 @@ def local_batch_size(global_batch: int, world: World) -> int:
     return global_batch // world.size
 
 
+def share_bounds(n: int, rank: int, size: int):
+    """[start, stop) of rank `rank`'s contiguous, disjoint share of `n` samples split over `size` ranks."""
+    per_rank, extra = divmod(n, size)  # a last partial batch: the first `extra` ranks take one more
+    start = rank * per_rank + min(rank, extra)
+    return start, start + per_rank + (1 if rank < extra else 0)
+
+
 def rank_share(global_indices, world: World):
     """Rank `world.rank`'s contiguous, disjoint share of one global batch of sample indices."""
-    n = len(global_indices)
-    per_rank = n // world.size
-    extra = n % world.size  # a last partial batch: the first `extra` ranks take one more
-    start = world.rank * per_rank + min(world.rank, extra)
-    stop = start + per_rank + (1 if world.rank < extra else 0)
+    start, stop = share_bounds(len(global_indices), world.rank, world.size)
     return global_indices[start:stop]
 
 

@@ -434,3 +434,38 @@ def test_bad_batch_arguments(small, kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         ds.batches(args.pop("batch_size"), **args)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_rank_parts_together_are_the_one_process_batches(tmp_path, train):
+    """Data-parallel ranks each take a contiguous share of every batch, with the draws of the whole batch."""
+    from refnet.data import ShardDataset
+
+    root = _dataset_for_parts(tmp_path)
+    ds = ShardDataset(root, "train")
+    kwargs = dict(train=train, crop=12, seed=3, epoch=1, prefetch_depth=0)
+    whole = [(x.copy(), y.copy()) for x, y in ds.batches(5, **kwargs)]
+    parts = [[(x.copy(), y.copy()) for x, y in ds.batches(5, part=(rank, 2), **kwargs)] for rank in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(whole)
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
+        assert len(y0) == len(y) - len(y) // 2
+        np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+
+
+def test_bad_part_is_rejected(tmp_path):
+    from refnet.data import ShardDataset
+
+    ds = ShardDataset(_dataset_for_parts(tmp_path), "train")
+    for bad in [(2, 2), (-1, 2), (0, 0), "x"]:
+        with pytest.raises(ValueError, match="part: expected"):
+            ds.batches(4, train=True, crop=12, part=bad)
+
+
+def _dataset_for_parts(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(13, 16, 16, 3), dtype=np.uint8)
+    labels = (np.arange(13) % 3).astype(np.int32)
+    root = tmp_path / "parts"
+    write_dataset(root, {"train": (images, labels)}, ["a", "b", "c"], shard_size=4)
+    return root

@@ -36,6 +36,7 @@ import os
 import h5py
 import numpy as np
 
+from ..distributed import share_bounds
 from ..ops._checks import check_positive_int
 from .augment import augment_crops
 from .manifest import FORMAT_VERSION, load_manifest, load_stats, split_entry, verify_checksums
@@ -175,8 +176,13 @@ class ShardDataset:
             return np.arange(len(self), dtype=np.int64)
         return np.random.default_rng([seed, epoch, _PERMUTATION_STREAM]).permutation(len(self))
 
-    def batches(self, batch_size, *, train, crop=227, seed=0, epoch=0, ten_crop=False, drop_last=False, prefetch_depth=2):
+    def batches(self, batch_size, *, train, crop=227, seed=0, epoch=0, ten_crop=False, drop_last=False, prefetch_depth=2,
+                part=(0, 1)):
         """Yield (x, labels) for one epoch; see the module docstring for what x holds.
+
+        `part=(rank, ranks)` yields only that rank's contiguous share of every batch (data-parallel
+        training, refnet.distributed): the batches are planned, and their random draws made, for
+        the whole `batch_size`, so the ranks' shares together are exactly the one-process batch.
 
         A background thread prepares up to `prefetch_depth` batches ahead (0: no thread, each batch
         is made when asked for). Its kernel runs with the GIL released, so it overlaps the consumer's
@@ -195,23 +201,29 @@ class ShardDataset:
             raise ValueError(f"crop: expected at most the stored image size {self.image_size}, got {crop}")
         if ten_crop and train:
             raise ValueError("ten_crop: only for evaluation (train=False)")
+        rank, ranks = _check_part(part)
         order = self.epoch_order(train=train, seed=seed, epoch=epoch)
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         plan = enumerate(order[start : start + batch_size] for start in range(0, stop, batch_size))
         size, views = self.image_size, (10 if ten_crop else 1)
+        local_rows = share_bounds(batch_size, 0, ranks)[1]  # the largest share of a full batch
         # a batch array is reused once the consumer has dropped it (see refnet/data/recycle.py):
         # the queue, the batch in hand and the generators' locals can each hold one
         pools = (
-            ArrayPool((batch_size, size, size, 3), np.uint8, keep=2),
-            ArrayPool((batch_size * views, 3, crop, crop), np.float32, keep=prefetch_depth + 4),
+            ArrayPool((local_rows, size, size, 3), np.uint8, keep=2),
+            ArrayPool((local_rows * views, 3, crop, crop), np.float32, keep=prefetch_depth + 4),
         )
         if train:
             batches = (
-                self._train_batch(indices, crop, (seed, epoch, number), pools)
+                self._train_batch(indices, crop, (seed, epoch, number), pools, share_bounds(len(indices), rank, ranks))
                 for number, indices in plan
             )
         else:
-            batches = (self._eval_batch(indices, crop, ten_crop, pools) for _, indices in plan)
+            batches = (
+                self._eval_batch(rank_indices, crop, ten_crop, pools)
+                for _, indices in plan
+                for rank_indices in [indices[slice(*share_bounds(len(indices), rank, ranks))]]
+            )
         return prefetch(batches, prefetch_depth) if prefetch_depth else batches
 
     def _load(self, indices, stored=None):
@@ -224,11 +236,12 @@ class ShardDataset:
         row_of[order] = np.arange(len(indices))
         return stored, row_of
 
-    def _train_batch(self, indices, crop, draw_key, pools):
+    def _train_batch(self, indices, crop, draw_key, pools, share):
+        draws = train_draws(*draw_key, len(indices), self.image_size - crop + 1)
+        top, left, flip, alpha = (d[share[0] : share[1]] for d in draws)
+        indices = indices[share[0] : share[1]]
         stored, row_of = self._load(indices, _take(pools[0], len(indices)))
-        n = len(indices)
-        top, left, flip, alpha = train_draws(*draw_key, n, self.image_size - crop + 1)
-        x = _take(pools[1], n)
+        x = _take(pools[1], len(indices))
         self._run_kernel(x, stored, row_of, top, left, flip, alpha)
         return x, self.labels[indices]
 
@@ -253,6 +266,16 @@ class ShardDataset:
     def _run_kernel(self, x, stored, source, top, left, flip, alpha):
         stats = self.stats
         augment_crops(x, stored, source, top, left, flip, alpha, stats["mean_image"], self._noise_eigval, stats["eigvec"])
+
+
+def _check_part(part):
+    try:
+        rank, ranks = (int(v) for v in part)
+    except (TypeError, ValueError):
+        raise ValueError(f"part: expected (rank, ranks) with 0 <= rank < ranks, got {part!r}") from None
+    if not 0 <= rank < ranks:
+        raise ValueError(f"part: expected (rank, ranks) with 0 <= rank < ranks, got {part!r}")
+    return rank, ranks
 
 
 def train_draws(seed, epoch, number, n, room):
