@@ -2,7 +2,8 @@
 
     refnet convert OUT --train TRAIN_DIR [--val VAL_DIR [--val-labels FILE]] [--size 256]
                    [--shard-size 1024] [--workers N] [--seed 0] [--compression none|lzf|gzip]
-                   [--overwrite] [--quiet]
+                   [--overwrite] [--quiet] [--part I/K]
+    refnet convert OUT --merge [--quiet]
 
 The format written is described in data_tools/shards.py, the preprocessing in
 data_tools/preprocess.py, which files count and why some are skipped in data_tools/labels.py.
@@ -17,6 +18,19 @@ and ends with the same files as an uninterrupted run. The options of each split 
 OUT/.convert/<split>.options.json; a run with other options is refused unless `--overwrite`, which
 removes the split first (all splits when the train split is replaced, since val labels depend on
 its class list). manifest.json is written last, so a dataset without one is unfinished.
+
+Splitting the work across machines (details in data_tools/parts.py): run the same command, with
+the same SRC at the same path and the same options, once per part with `--part I/K` for I = 0 ..
+K-1, then `refnet convert OUT --merge` once. Part I converts the shards s with s % K == I of every
+split given (--train, --val, or both), under the same plan as a one-part run, and records what it
+did in OUT/.convert/; it writes no manifest.json and no stats.h5. The parts may run at the same
+time into one OUT on a shared filesystem, or into separate directories that are then copied into
+one (hidden OUT/.convert included, e.g. `rsync -a OUT_I/ OUT/`). `--merge` checks that every part
+is there, made with identical options and inputs, and that every shard matches its sha256 (it reads
+the shards once), then writes stats.h5 from the parts' exact pixel sums and manifest.json last:
+the same dataset, byte for byte, as a one-part conversion. A killed part resumes like any run;
+merging twice writes the same bytes again. `--overwrite` is refused with `--part` (one part would
+delete what another is writing): remove OUT to start over with other options.
 """
 
 from __future__ import annotations
@@ -28,6 +42,9 @@ import time
 
 TASK_IMAGES = 8  # images per task handed to a worker: big enough to amortise the IPC, small enough to balance
 SPLIT_SEED_OFFSET = {"train": 0, "val": 1}  # train and val shuffled with different streams of --seed
+# The command line's conversion options and their defaults (what --merge must not be given).
+CONVERSION_DEFAULTS = {"train": None, "val": None, "val_labels": None, "size": None, "shard_size": 1024,
+                       "workers": None, "seed": 0, "compression": "none", "overwrite": False, "part": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,21 +54,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(alone: reuses the class list of OUT's train split)")
     parser.add_argument("--val-labels", metavar="FILE", help="CSV 'filename,class' or Kaggle's LOC_val_solution.csv for a flat VAL_DIR")
     parser.add_argument("--size", type=int, default=None, help="stored image side: shorter side rescaled to it, centre crop (default 256, or OUT's)")
-    parser.add_argument("--shard-size", type=int, default=1024, help="input images per shard (default 1024)")
+    parser.add_argument("--shard-size", type=int, default=CONVERSION_DEFAULTS["shard_size"],
+                        help="input images per shard (default 1024)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffled storage order (default 0)")
-    parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none", help="HDF5 compression of the images (default none)")
+    parser.add_argument("--seed", type=int, default=CONVERSION_DEFAULTS["seed"],
+                        help="seed of the shuffled storage order (default 0)")
+    parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default=CONVERSION_DEFAULTS["compression"],
+                        help="HDF5 compression of the images (default none)")
     parser.add_argument("--overwrite", action="store_true", help="replace an OUT written with different options")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or warnings (the summary line stays)")
+    parser.add_argument("--part", metavar="I/K", help="convert only part I of K (shards s with s %% K == I), for "
+                        "running on K machines; no manifest.json or stats.h5 until --merge")
+    parser.add_argument("--merge", action="store_true", help="after all K parts: check them, write stats.h5 and "
+                        "manifest.json (takes only OUT and --quiet)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("split across K machines (same SRC path and options everywhere; one shared OUT, or separate\n"
+                     "OUTs copied into one with their hidden .convert/ folder before merging):\n"
+                     "  machine I (I = 0..K-1):  refnet convert OUT --train TRAIN_DIR ... --part I/K\n"
+                     "  then, once:              refnet convert OUT --merge\n"
+                     "The result is the dataset a one-part conversion writes, byte for byte.")
 
 
 def run(args: argparse.Namespace) -> int:
     from .shards import DatasetError
 
     try:
-        convert(args.out, train=args.train, val=args.val, val_labels=args.val_labels, size=args.size,
-                shard_size=args.shard_size, workers=args.workers, seed=args.seed,
-                compression=args.compression, overwrite=args.overwrite, quiet=args.quiet)
+        if args.merge:
+            from .parts import merge
+
+            given = [f"--{name.replace('_', '-')}" for name, default in CONVERSION_DEFAULTS.items()
+                     if getattr(args, name) != default]
+            if given:
+                raise DatasetError(f"--merge takes the options from the parts it merges: drop {', '.join(given)}")
+            merge(args.out, quiet=args.quiet)
+        else:
+            convert(args.out, train=args.train, val=args.val, val_labels=args.val_labels, size=args.size,
+                    shard_size=args.shard_size, workers=args.workers, seed=args.seed,
+                    compression=args.compression, overwrite=args.overwrite, quiet=args.quiet, part=args.part)
     except DatasetError as exc:
         print(f"refnet convert: error: {exc}", file=sys.stderr)
         return 2
@@ -59,15 +98,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size=1024, workers=None,
-            seed=0, compression="none", overwrite=False, quiet=False) -> dict:
-    """Convert the given splits into OUT; returns the manifest. Raises DatasetError for bad inputs."""
+            seed=0, compression="none", overwrite=False, quiet=False, part=None) -> dict:
+    """Convert the given splits into OUT; returns the manifest. Raises DatasetError for bad inputs.
+
+    With `part` ("I/K" or (I, K)) only that part's shards are converted, nothing is merged, and the
+    result is {split: the part's record} (see data_tools/parts.py)."""
     from . import labels as label_sources
+    from .parts import parse_part
     from .shards import FORMAT_VERSION, MANIFEST_NAME, STATS_NAME, DatasetError, write_json_atomic
     from .state import check_options, make_options
     from .stats import PixelStats, write_stats
     from .workers import Decoder
 
     out = os.path.abspath(out)
+    if part is not None:
+        part = parse_part(part)
+        if overwrite:
+            raise DatasetError("--overwrite cannot be combined with --part: the parts of a conversion may run at "
+                               "the same time in OUT and one would delete what another is writing; remove OUT "
+                               "(or choose another) and run the parts again")
     if not train and not val:
         raise DatasetError("nothing to convert: give --train TRAIN_DIR and/or --val VAL_DIR")
     if val_labels and not val:
@@ -117,11 +166,14 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     stats = PixelStats(size) if train else None
     decoder = Decoder(workers or _cpu_count(), size, TASK_IMAGES)
     try:
-        for split, _, _ in jobs:
-            manifest["splits"][split] = _convert_split(
-                out, split, sources[split], options[split], decoder, stats if split == "train" else None, quiet)
+        results = {split: _convert_split(out, split, sources[split], options[split], classes, decoder,
+                                         stats if split == "train" else None, quiet, part)
+                   for split, _, _ in jobs}
     finally:
         decoder.close()
+    if part is not None:
+        return results  # the parts' records; --merge writes stats.h5 and manifest.json
+    manifest["splits"].update(results)
     if stats is not None:
         if stats.images == 0:
             raise DatasetError(f"no train image could be converted (all {sources['train'].total} skipped); see "
@@ -152,12 +204,14 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _convert_split(out, split, source, options, decoder, stats, quiet) -> dict:
-    """Write (or keep, after a crash) the split's shards; returns its manifest entry."""
+def _convert_split(out, split, source, options, classes, decoder, stats, quiet, part) -> dict:
+    """Write (or keep, after a crash) the split's shards, or with `part` (I, K) part I's share of
+    them; returns its manifest entry, or the part's record."""
     import numpy as np
 
-    from .shards import format_reasons
-    from .state import chunk_plan, remove_stale
+    from .parts import owned_shards, part_record
+    from .shards import format_reasons, sha256_file, write_json_atomic
+    from .state import chunk_plan, part_record_path, part_sums_path, remove_part_records, remove_stale, split_entry
 
     started = time.perf_counter()
     order = np.random.default_rng([options["seed"], SPLIT_SEED_OFFSET[split]]).permutation(len(source.items))
@@ -165,27 +219,42 @@ def _convert_split(out, split, source, options, decoder, stats, quiet) -> dict:
     shard_size = options["shard_size"]
     chunks = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     plans = [chunk_plan(options, chunk) for chunk in chunks]
-    remove_stale(out, split, len(chunks))
-    sidecars = _finished_shards(out, split, plans, stats, quiet)
-    written_images, written_bytes = _write_shards(out, split, options, chunks, plans, sidecars, source.root,
+    owned = owned_shards(len(chunks), *part) if part else list(range(len(chunks)))
+    if part:
+        remove_part_records(out, split, *part)
+    remove_stale(out, split, len(chunks), owned if part else None)
+    sidecars = _finished_shards(out, split, plans, owned, stats, quiet)
+    written_images, written_bytes = _write_shards(out, split, options, chunks, plans, owned, sidecars, source.root,
                                                   decoder, stats, quiet)
 
-    shards = [{"file": s["file"], "count": s["count"], "sha256": s["sha256"]} for s in sidecars if s["count"]]
-    skipped = sorted([tuple(pair) for s in sidecars for pair in s["skipped"]] + list(source.skipped))
-    converted = sum(s["count"] for s in shards)
-    if converted + len(skipped) != source.total:  # the no-file-lost invariant; a failure here is a bug
-        raise AssertionError(f"{split}: {converted} converted + {len(skipped)} skipped != {source.total} inputs")
+    mine = [sidecars[index] for index in owned]
+    converted = sum(s["count"] for s in mine)
+    skipped = [reason for s in mine for _, reason in s["skipped"]]
+    entry = None
+    if part is None:
+        entry = split_entry(split, sidecars, source.skipped, source.total)
+        skipped = [s["reason"] for s in entry["skipped"]]
     elapsed = time.perf_counter() - started
-    total_bytes = sum(os.path.getsize(os.path.join(out, s["file"])) for s in shards)
-    print(f"{split}: {converted} converted ({written_images} now, {converted - written_images} kept from an "
-          f"earlier run), {len(skipped)} skipped ({format_reasons(r for _, r in skipped)}), "
-          f"{written_images / max(elapsed, 1e-9):.1f} images/s, {written_bytes / 1e6:.1f} MB written, "
-          f"{len(shards)} shards, {total_bytes / 1e6:.1f} MB in all")
-    return {"count": converted, "shards": shards, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+    total_bytes = sum(os.path.getsize(os.path.join(out, s["file"])) for s in mine if s["count"])
+    print(f"{split}{' part %d/%d' % part if part else ''}: {converted} converted ({written_images} now, "
+          f"{converted - written_images} kept from an earlier run), {len(skipped)} skipped "
+          f"({format_reasons(skipped)}), {written_images / max(elapsed, 1e-9):.1f} images/s, "
+          f"{written_bytes / 1e6:.1f} MB written, {sum(1 for s in mine if s['count'])} shards, "
+          f"{total_bytes / 1e6:.1f} MB in all")
+    if part is None:
+        return entry
+    sums_sha256 = None
+    if stats is not None:
+        stats.save_sums(part_sums_path(out, split, *part))
+        sums_sha256 = sha256_file(part_sums_path(out, split, *part))
+    record = part_record(split, *part, options, classes, plans, source, converted, sums_sha256)
+    write_json_atomic(part_record_path(out, split, *part), record)  # last: the part is finished
+    return record
 
 
-def _finished_shards(out, split, plans, stats, quiet) -> list:
-    """Per planned shard, its sidecar when an earlier run finished it (verified), else None.
+def _finished_shards(out, split, plans, owned, stats, quiet) -> list:
+    """Per planned shard, its sidecar when an earlier run finished it (verified), else None; only
+    the `owned` shards are looked at.
 
     The pixels of kept train shards are read back into `stats`, which then sums exactly what an
     uninterrupted run would have summed."""
@@ -197,32 +266,32 @@ def _finished_shards(out, split, plans, stats, quiet) -> list:
     state_dir = os.path.join(out, STATE_DIR)
     resuming = os.path.isdir(state_dir) and any(name.startswith(f"{split}-") for name in os.listdir(state_dir))
     sidecars = [None] * len(plans)
-    with tqdm(total=len(plans), desc=f"{split}: checking finished shards", unit="shard",
+    with tqdm(total=len(owned), desc=f"{split}: checking finished shards", unit="shard",
               disable=quiet or not resuming, leave=False) as bar:
-        for index, plan in enumerate(plans):
-            sidecars[index] = kept_shard(out, split, index, plan)
+        for index in owned:
+            sidecars[index] = kept_shard(out, split, index, plans[index])
             if sidecars[index] and stats is not None and sidecars[index]["count"]:
                 _add_shard_to_stats(os.path.join(out, sidecars[index]["file"]), stats)
             bar.update(1)
     return sidecars
 
 
-def _write_shards(out, split, options, chunks, plans, sidecars, root, decoder, stats, quiet) -> tuple[int, int]:
-    """Convert every chunk without a sidecar into its shard (filling `sidecars` in); returns
+def _write_shards(out, split, options, chunks, plans, owned, sidecars, root, decoder, stats, quiet) -> tuple[int, int]:
+    """Convert every owned chunk without a sidecar into its shard (filling `sidecars` in); returns
     (images written, bytes written)."""
     from tqdm import tqdm
 
     from .shards import ShardWriter, shard_filename
     from .state import write_sidecar
 
-    todo = [index for index, sidecar in enumerate(sidecars) if sidecar is None]
-    kept_inputs = sum(len(chunk) for chunk, sidecar in zip(chunks, sidecars) if sidecar is not None)
+    todo = [index for index in owned if sidecars[index] is None]
+    kept_inputs = sum(len(chunks[index]) for index in owned if sidecars[index] is not None)
     path_groups = ([os.path.join(root, rel) for rel, _ in chunks[index][start:start + TASK_IMAGES]]
                    for index in todo for start in range(0, len(chunks[index]), TASK_IMAGES))
     results = decoder.map(path_groups)
     compression = None if options["compression"] == "none" else options["compression"]
     written_images = written_bytes = 0
-    total = sum(len(chunk) for chunk in chunks)
+    total = sum(len(chunks[index]) for index in owned)
     with tqdm(total=total, initial=kept_inputs, desc=split, unit="img", disable=quiet, smoothing=0.1) as bar:
         for index in todo:
             name = shard_filename(split, index)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import numpy as np
 
@@ -55,7 +56,9 @@ def format_reasons(reasons) -> str:
 
 
 def write_json_atomic(path: str, obj) -> None:
-    tmp = path + ".tmp"
+    # The temporary name is unique to this process: parts of one conversion running at the same
+    # time in a shared OUT all write OUT/.convert/<split>.options.json.
+    tmp = f"{path}.{socket.gethostname()}-{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, ensure_ascii=False)
         f.write("\n")

@@ -6,6 +6,9 @@ resumes, and which options each split was written with, so a different run does 
     OUT/.convert/<split>-NNNNN.json     {file (null when every input was skipped), count, sha256,
                                          plan, skipped: [[path, reason]]}, written after the shard
                                          was renamed into place
+    OUT/.convert/<split>.part-I-of-K.json       written when part I of K (`--part I/K`) has finished
+                                         all its shards: see data_tools/parts.py
+    OUT/.convert/train.part-I-of-K.sums.h5      that part's exact pixel sums (data_tools/stats.py)
 
 `plan` is the sha256 of the chunk's (path, label) list and the options that change the bytes, so a
 sidecar only vouches for a shard built from exactly the inputs the current run would use.
@@ -17,6 +20,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 
 from .shards import (FORMAT_VERSION, MANIFEST_NAME, SPLITS, STATE_DIR, STATS_NAME, DatasetError, read_json,
                      sha256_file, shard_filename, write_json_atomic)
@@ -83,22 +87,40 @@ def check_options(out: str, options: dict, manifest, overwrite: bool):
 
 def _remove_split(out: str, split: str) -> None:
     patterns = [f"{split}-*.h5", f"{split}-*.h5.tmp", os.path.join(STATE_DIR, f"{split}-*.json"),
-                os.path.join(STATE_DIR, f"{split}.options.json")]
+                os.path.join(STATE_DIR, f"{split}.options.json"), os.path.join(STATE_DIR, f"{split}.part-*")]
     for pattern in patterns:
         for path in glob.glob(os.path.join(glob.escape(out), pattern)):
             os.remove(path)
 
 
-def remove_stale(out: str, split: str, n_chunks: int) -> None:
-    """Delete unfinished `.tmp` shards and sidecars, and shards/sidecars numbered past the current plan."""
-    for pattern in (f"{split}-*.h5.tmp", os.path.join(STATE_DIR, f"{split}-*.json.tmp")):
+def _remove_if_there(path: str) -> None:
+    try:  # another part working in the same OUT may have removed it first
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_stale(out: str, split: str, n_chunks: int, owned=None) -> None:
+    """Delete unfinished `.tmp` shards and sidecars, and shards/sidecars numbered past the current plan.
+
+    With `owned` (the shard numbers of this part), only those shards' unfinished files are deleted:
+    the other parts, maybe running at the same time in the same OUT, are writing theirs."""
+    owned = None if owned is None else set(owned)
+    for pattern in (f"{split}-*.h5.tmp", os.path.join(STATE_DIR, f"{split}-*.json*.tmp")):
         for path in glob.glob(os.path.join(glob.escape(out), pattern)):
-            os.remove(path)
+            number = _shard_number(path)
+            if owned is None or number in owned:
+                _remove_if_there(path)
     for pattern in (f"{split}-*.h5", os.path.join(STATE_DIR, f"{split}-*.json")):
         for path in glob.glob(os.path.join(glob.escape(out), pattern)):
-            number = os.path.basename(path).split("-", 1)[1].split(".", 1)[0]
-            if number.isdigit() and int(number) >= n_chunks:
-                os.remove(path)
+            number = _shard_number(path)
+            if number is not None and number >= n_chunks:
+                _remove_if_there(path)
+
+
+def _shard_number(path: str):
+    number = os.path.basename(path).split("-", 1)[1].split(".", 1)[0]
+    return int(number) if number.isdigit() else None
 
 
 def kept_shard(out: str, split: str, index: int, plan: str):
@@ -121,3 +143,50 @@ def write_sidecar(out, split, index, file, count, digest, plan, skipped) -> dict
     sidecar = {"file": file, "count": count, "sha256": digest, "plan": plan, "skipped": [list(s) for s in skipped]}
     write_json_atomic(_sidecar_path(out, split, index), sidecar)
     return sidecar
+
+
+def split_entry(split: str, sidecars: list, source_skipped, total: int) -> dict:
+    """The manifest entry of a split from the sidecars of all its shards (in shard order) and the
+    files its source scan skipped; checks that every one of the `total` inputs is accounted for."""
+    shards = [{"file": s["file"], "count": s["count"], "sha256": s["sha256"]} for s in sidecars if s["count"]]
+    skipped = sorted([tuple(pair) for s in sidecars for pair in s["skipped"]] + [tuple(pair) for pair in source_skipped])
+    converted = sum(s["count"] for s in shards)
+    if converted + len(skipped) != total:  # the no-file-lost invariant; a failure here is a bug
+        raise AssertionError(f"{split}: {converted} converted + {len(skipped)} skipped != {total} inputs")
+    return {"count": converted, "shards": shards, "skipped": [{"path": p, "reason": r} for p, r in skipped]}
+
+
+PART_RECORD = re.compile(r"^(?P<split>[a-z]+)\.part-(?P<part>\d+)-of-(?P<parts>\d+)\.json$")
+
+
+def part_record_path(out: str, split: str, part: int, parts: int) -> str:
+    return os.path.join(out, STATE_DIR, f"{split}.part-{part}-of-{parts}.json")
+
+
+def part_sums_path(out: str, split: str, part: int, parts: int) -> str:
+    return os.path.join(out, STATE_DIR, f"{split}.part-{part}-of-{parts}.sums.h5")
+
+
+def remove_part_records(out: str, split: str, part: int, parts: int) -> None:
+    """Before part `part` of `parts` starts: its own record (it is redone) and the records of the
+    split cut into another number of parts (an earlier plan, superseded) go."""
+    for path in glob.glob(os.path.join(glob.escape(os.path.join(out, STATE_DIR)), f"{split}.part-*")):
+        match = PART_RECORD.match(os.path.basename(path).replace(".sums.h5", ".json"))
+        if match and (int(match["parts"]) != parts or int(match["part"]) == part):
+            _remove_if_there(path)
+
+
+def read_part_records(out: str) -> dict:
+    """{split: {(part, parts): record}} of every finished part in OUT/.convert."""
+    state_dir = os.path.join(out, STATE_DIR)
+    records: dict = {}
+    for name in sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []:
+        match = PART_RECORD.match(name)
+        if not match:
+            continue
+        try:
+            record = read_json(os.path.join(state_dir, name))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"part record {os.path.join(state_dir, name)} cannot be read ({exc}): rerun that part") from None
+        records.setdefault(match["split"], {})[(int(match["part"]), int(match["parts"]))] = record
+    return records

@@ -13,6 +13,10 @@ From N images of S x S pixels (P = N*S*S pixels, x a pixel's RGB in 0..255):
                           eigvec[:, i] the unit eigenvector of eigval[i]      float32 (3,), (3, 3)
 
 all in 0-255 units. Attributes `images` (N) and `pixels` (P) say what they were computed from.
+
+Because the sums are exact, the sums of disjoint sets of images add up to the sums of their union:
+each part of a split-up conversion (`refnet convert --part i/k`) saves its sums with `save_sums`,
+and `--merge` adds them (`add_sums`) into the same bits a one-part conversion computes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from numba import njit
 
 STATS_KEYS = ("mean_image", "mean_rgb", "std_rgb", "eigval", "eigvec")
+SUM_KEYS = ("pixel_sum", "channel_sum", "channel_products")  # PixelStats' int64 running sums
 
 
 @njit(cache=True)
@@ -67,6 +72,37 @@ class PixelStats:
             raise ValueError(f"image must be uint8 {(self.size, self.size, 3)}, got {image.dtype} {image.shape}")
         accumulate_image(image, self.pixel_sum, self.channel_sum, self.channel_products)
         self.images += 1
+
+    def add_sums(self, other: "PixelStats") -> None:
+        """Add the sums of `other` (disjoint images of the same size) into these."""
+        if other.size != self.size:
+            raise ValueError(f"pixel sums of {other.size}x{other.size} images cannot be added to {self.size}x{self.size} ones")
+        self.pixel_sum += other.pixel_sum
+        self.channel_sum += other.channel_sum
+        self.channel_products += other.channel_products
+        self.images += other.images
+
+    def save_sums(self, path: str) -> None:
+        """Write the raw int64 sums to `path` (temporary file renamed when complete); see `load_sums`."""
+        import h5py
+
+        tmp = path + ".tmp"
+        with h5py.File(tmp, "w") as f:
+            for key in SUM_KEYS:
+                f.create_dataset(key, data=getattr(self, key), track_times=False)
+            f.attrs["images"] = np.int64(self.images)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load_sums(cls, path: str) -> "PixelStats":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            stats = cls(f["pixel_sum"].shape[0])
+            for key in SUM_KEYS:
+                getattr(stats, key)[...] = f[key][()]
+            stats.images = int(f.attrs["images"])
+        return stats
 
     def result(self) -> dict:
         if self.images == 0:
