@@ -7,5 +7,6 @@
     shards.py      the on-disk format (a contract with refnet.data): manifest, shard writer/checks
     stats.py       exact streaming pixel statistics of the train split -> stats.h5
     state.py       OUT/.convert bookkeeping: per-split options, per-shard sidecars for resuming
+    parts.py       a conversion split across machines: `--part I/K` shares, `--merge`
     convert.py     `refnet convert`; inspect.py: `refnet inspect`
 """

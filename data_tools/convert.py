@@ -106,7 +106,7 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     from . import labels as label_sources
     from .parts import parse_part
     from .shards import FORMAT_VERSION, MANIFEST_NAME, STATS_NAME, DatasetError, write_json_atomic
-    from .state import check_options, make_options
+    from .state import OVERWRITE_HINT, PART_HINT, check_options, make_options
     from .stats import PixelStats, write_stats
     from .workers import Decoder
 
@@ -158,7 +158,8 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
     options = {split: make_options(size=size, shard_size=shard_size, seed=seed, compression=compression,
                                    source=src, labels=lab, classes=classes) for split, src, lab in jobs}
     os.makedirs(out, exist_ok=True)
-    existing = check_options(out, options, existing, overwrite)  # only once the inputs are known good
+    existing = check_options(out, options, existing, overwrite,  # only once the inputs are known good
+                             OVERWRITE_HINT if part is None else PART_HINT)
 
     manifest = {"format_version": FORMAT_VERSION, "image_size": size, "classes": classes, "splits": {}}
     if existing:  # splits this run does not touch stay as they were

@@ -45,6 +45,10 @@ def owned_shards(n_shards: int, part: int, parts: int) -> list[int]:
     return list(range(part, n_shards, parts))
 
 
+RECORD_KEYS = {"split", "part", "parts", "options", "classes", "plans", "source_skipped", "total", "images",
+               "sums_sha256"}
+
+
 def part_record(split, part, parts, options, classes, plans, source, images, sums_sha256) -> dict:
     return {"split": split, "part": part, "parts": parts, "options": options, "classes": classes,
             "plans": plans, "source_skipped": [list(pair) for pair in source.skipped], "total": source.total,
@@ -116,10 +120,13 @@ def _one_plan(out: str, split: str, parts: dict) -> dict:
         raise DatasetError(f"{split}: part(s) {', '.join(missing)} missing (not finished, or not copied into "
                            f"{out}): run `refnet convert OUT ... --part I/{k}` for them with the same options, "
                            "then --merge again")
+    for (i, _), record in sorted(parts.items()):
+        if (not isinstance(record, dict) or not RECORD_KEYS <= record.keys()
+                or (record["split"], record["part"], record["parts"]) != (split, i, k)):
+            raise DatasetError(f"{split}: the record of part {i}/{k} is damaged or names another part: "
+                               f"rerun part {i}/{k}")
     reference = parts[(0, k)]
     for (i, _), record in sorted(parts.items()):
-        if record.get("split") != split or record.get("part") != i or record.get("parts") != k:
-            raise DatasetError(f"{split}: the record of part {i}/{k} names another part: rerun part {i}/{k}")
         diffs = [f"{key} {reference['options'].get(key)!r} -> {record['options'].get(key)!r}"
                  for key in sorted(set(reference["options"]) | set(record["options"]))
                  if reference["options"].get(key) != record["options"].get(key)]

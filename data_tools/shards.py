@@ -75,8 +75,14 @@ def read_json(path: str):
 def read_manifest(out_dir: str) -> dict:
     """OUT/manifest.json, checked by the reader's own loader (refnet/data/manifest.py): DatasetError
     when missing, unreadable, of another format_version, or without its splits."""
+    import glob
+
     from refnet.data.manifest import load_manifest
 
+    if not os.path.isfile(os.path.join(out_dir, MANIFEST_NAME)) and glob.glob(
+            os.path.join(glob.escape(os.path.join(out_dir, STATE_DIR)), "*.part-*-of-*.json")):
+        raise DatasetError(f"no {MANIFEST_NAME} in {out_dir!r}, which holds parts of a conversion split with "
+                           "--part: once every part is done, run `refnet convert OUT --merge`")
     try:
         manifest = load_manifest(out_dir)
     except ValueError as exc:

@@ -49,10 +49,15 @@ def _sidecar_path(out: str, split: str, index: int) -> str:
     return os.path.join(out, STATE_DIR, shard_filename(split, index)[:-3] + ".json")
 
 
-def check_options(out: str, options: dict, manifest, overwrite: bool):
-    """Refuse (DatasetError) to write a split over one made with other options, unless `overwrite`,
-    which removes it first (every split when train is replaced). Records the new options and
-    returns the manifest of what remains in OUT (None if nothing)."""
+OVERWRITE_HINT = "Pass --overwrite to replace it, or choose another OUT"
+PART_HINT = ("Remove it (--overwrite cannot be combined with --part) or choose another OUT, or give this part the "
+             "options the other parts were given")
+
+
+def check_options(out: str, options: dict, manifest, overwrite: bool, hint: str = OVERWRITE_HINT):
+    """Refuse (DatasetError, ending with `hint`) to write a split over one made with other options,
+    unless `overwrite`, which removes it first (every split when train is replaced). Records the new
+    options and returns the manifest of what remains in OUT (None if nothing)."""
     conflicts = []
     for split, new in options.items():
         try:
@@ -68,7 +73,7 @@ def check_options(out: str, options: dict, manifest, overwrite: bool):
             conflicts.append(f"{split} split ({'; '.join(diffs)})")
     if conflicts and not overwrite:
         raise DatasetError(f"{out} already holds output written with different options: {', '.join(conflicts)}. "
-                           "Pass --overwrite to replace it, or choose another OUT")
+                           f"{hint}")
     if overwrite:
         for split in (SPLITS if "train" in options else options):
             _remove_split(out, split)

@@ -114,6 +114,19 @@ def test_merge_names_the_missing_part(sources, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "part(s) 0/2 missing" in err and "Traceback" not in err
     assert not os.path.exists(os.path.join(out, "manifest.json")) and not os.path.exists(os.path.join(out, "stats.h5"))
+    assert refnet_main(["inspect", out]) == 2
+    assert "holds parts of a conversion split with --part" in capsys.readouterr().err
+
+
+def test_damaged_part_record_is_named(sources, tmp_path):
+    out = str(tmp_path / "out")
+    convert_parts(out, sources, 2)
+    (tmp_path / "out" / ".convert" / "val.part-1-of-2.json").write_text('{"split": "val"}')
+    with pytest.raises(DatasetError, match="val: the record of part 1/2 is damaged or names another part"):
+        merge(out, quiet=True)
+    (tmp_path / "out" / ".convert" / "val.part-1-of-2.json").write_text('{"split": ')
+    with pytest.raises(DatasetError, match=r"val.part-1-of-2.json cannot be read .*rerun that part"):
+        merge(out, quiet=True)
 
 
 def test_merge_without_parts_is_an_error(one_part, tmp_path):
@@ -142,7 +155,8 @@ def test_another_splitting_supersedes_the_earlier_records_and_keeps_the_shards(s
 def test_other_options_in_a_shared_directory_are_refused_at_the_start(sources, tmp_path):
     out = str(tmp_path / "out")
     convert(out, train=sources[0], part="0/2", **OPTIONS)
-    with pytest.raises(DatasetError, match=r"different options: train split \(seed 0 -> 1\)"):
+    with pytest.raises(DatasetError, match=r"different options: train split \(seed 0 -> 1\)\. Remove it \(--overwrite "
+                                           r"cannot be combined with --part\)"):
         convert(out, train=sources[0], part="1/2", seed=1, **OPTIONS)
 
 
