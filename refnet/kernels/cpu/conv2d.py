@@ -18,10 +18,14 @@ The fast launchers turn a chunk of `nc` images and one group into GEMMs on the p
     backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g.T (L, Kg).T       then col2im adds dcols into dx
 Every matrix is laid out so that the GEMM finds its K dimension contiguous (its fastest case, no
 packing), and K is padded with zeros to a multiple of 16 floats so the vector loop has no
-remainder. Chunks of several images give the small late layers (P*Q = 169) long GEMMs. Chunks
-are walked in order and dw is summed chunk after chunk, so results do not depend on the thread
-count. `conv2d_forward_direct` and `conv2d_backward_direct` are the plain loop nests the fast
-launchers are tested against.
+remainder. Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
+Parallelism is over chunks, not inside the GEMMs: each thread runs im2col, GEMM and col2im of its
+own chunks (one parallel region per call instead of one per GEMM; the many small regions cost
+milliseconds each when the two cores are shared with other processes). Every element of y and dx
+belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order, and the parts
+are then added in order, so results are bit-identical run to run whatever the thread count.
+`conv2d_forward_direct` and `conv2d_backward_direct` are the plain loop nests the fast launchers
+are tested against.
 """
 
 import numpy as np

@@ -7,30 +7,33 @@ All float32, C-contiguous (row-major).
 
 Two kernels with the same contract:
 - `gemm_naive`: one dot product per element of c, a plain loop over K. The reference.
-- `gemm_strided` (used by `gemm`, and by linear and conv2d on flat views): every element of c is
-  the dot product of a row of op(a) with a column of op(b), i.e. of two vectors running along K.
-  When both are contiguous in memory (op(a) = a, op(b) = b.T: the "NT" case) LLVM vectorises the
-  loop over K; a 4x4 tile of c keeps 16 dot products in registers (8 loads feed 16 FMAs per step).
-  An operand that is not contiguous along K is first copied, one cache-sized panel at a time,
-  into a thread-local buffer that is (packing). c is cut into macro tiles (MB x NB) handed out
-  with prange; K is walked in KC-long slices so a panel of op(b) stays in L1/L2 while it is used
-  against every row of the macro tile. Each element of c belongs to one macro tile, so one thread
-  writes it, always summing in the same order: results are bit-identical run to run and do not
-  depend on the number of threads.
+- `gemm_strided` (used by `gemm` and `linear`): every element of c is the dot product of a row of
+  op(a) with a column of op(b), two vectors running along K. When both are contiguous in memory
+  (op(a) = a, op(b) = b.T: the "NT" case) LLVM vectorises the loop over K (vfmadd...ps on zmm
+  registers on the AVX-512 dev machine); a 4x4 tile of c keeps 16 dot products in registers, so
+  8 vector loads feed 16 FMAs. An operand that is not contiguous along K is copied so that it is
+  (packing): whole, up front, when every macro tile would need it, else one panel per macro tile.
+  c is cut into macro tiles (MB x NB) handed out with prange; K is walked in equal slices of at
+  most KC, so an op(b) micro panel stays in L1 and an op(a) panel in L2 while they are used.
+  Each element of c belongs to one macro tile, so one thread writes it, always summing in the
+  same order: results are bit-identical run to run and do not depend on the number of threads.
+- `gemm_nt_serial`: the NT case of the same tiles on the calling thread, for conv2d, which
+  shares out whole images over the threads instead.
 
-The flat views: `gemm_strided` takes 1-D arrays and the row pitch of each matrix (`lda`, ...), so
-conv2d can hand it a slice of a batch without copying.
+The flat views: the fast kernels take 1-D arrays and the row pitch of each matrix (`lda`, ...),
+so callers can hand them a slice of a larger buffer without copying.
 """
 
 import numpy as np
 from numba import njit, prange
 
 # Micro tile of c kept in registers: MR x NR dot products (16 accumulators + 8 operand vectors fit
-# the 32 vector registers of AVX-512; 16 registers of AVX2 spill a little but still pay off).
+# the 32 vector registers of AVX-512).
 MR = 4
 NR = 4
-# Macro tile of c per parallel task, and the K slice: an op(b) micro panel (NR x KC) stays in L1
-# while it meets every row of the macro tile; an op(a) panel (MB x KC) stays in L2.
+# Macro tile of c per parallel task, and the longest K slice: an op(b) micro panel (NR x KC) stays
+# in L1 while it meets every row of the macro tile; an op(a) panel (MB x KC) stays in L2.
+# (On the dev machine 512 beat 256 and matched 768 and 1024.)
 MB = 128
 NB = 256
 KC = 512
