@@ -105,6 +105,26 @@ def test_val_parts_after_a_one_part_train_split(sources, one_part, tmp_path):
     assert dataset_digests(out) == dataset_digests(one_part)
 
 
+def test_a_part_rerun_leaves_the_other_parts_unfinished_files_alone(sources, one_part, tmp_path, capsys):
+    out = tmp_path / "out"
+    convert_parts(str(out), sources, 2)
+    # Part 0 killed while redoing shard 2, part 1 at work on shard 1 (its files must survive part 0's cleanup).
+    (out / "train-00002.h5").unlink()
+    (out / ".convert" / "train.part-0-of-2.json").unlink()
+    in_flight = [out / "train-00002.h5.tmp", out / "train-00001.h5.tmp", out / ".convert" / "train-00001.json.host-7.tmp"]
+    for path in in_flight:
+        path.write_bytes(b"half written")
+    capsys.readouterr()
+    convert(str(out), train=sources[0], val=sources[1], part="0/2", **OPTIONS)
+    redone = next(s["count"] for s in read_manifest(one_part)["splits"]["train"]["shards"] if s["file"] == "train-00002.h5")
+    assert re.search(rf"train part 0/2: \d+ converted \({redone} now,", capsys.readouterr().out)  # shard 2 only
+    assert [path.exists() for path in in_flight] == [False, True, True]
+    for path in in_flight[1:]:
+        path.unlink()
+    merge(str(out), quiet=True)
+    assert dataset_digests(str(out)) == dataset_digests(one_part)
+
+
 def test_merge_names_the_missing_part(sources, tmp_path, capsys):
     out = str(tmp_path / "out")
     convert(out, train=sources[0], part="1/2", **OPTIONS)
