@@ -152,8 +152,9 @@ def _merged_entry(out: str, split: str, record: dict, quiet: bool) -> dict:
                                       disable=quiet, leave=False)):
         sidecar = kept_shard(out, split, index, plan)
         if sidecar is None:
-            raise DatasetError(f"{split}: shard {shard_filename(split, index)} (part {index % k}/{k}) is missing, "
-                               f"damaged, or was made from other inputs: rerun part {index % k}/{k}, then --merge again")
+            owner = f"{index % k}/{k}"
+            raise DatasetError(f"{split}: shard {shard_filename(split, index)} (part {owner}) is missing, damaged, "
+                               f"or was made from other inputs: rerun part {owner}, then --merge again")
         sidecars.append(sidecar)
     return split_entry(split, sidecars, record["source_skipped"], record["total"])
 

@@ -154,7 +154,8 @@ def split_entry(split: str, sidecars: list, source_skipped, total: int) -> dict:
     """The manifest entry of a split from the sidecars of all its shards (in shard order) and the
     files its source scan skipped; checks that every one of the `total` inputs is accounted for."""
     shards = [{"file": s["file"], "count": s["count"], "sha256": s["sha256"]} for s in sidecars if s["count"]]
-    skipped = sorted([tuple(pair) for s in sidecars for pair in s["skipped"]] + [tuple(pair) for pair in source_skipped])
+    skipped = sorted([tuple(pair) for s in sidecars for pair in s["skipped"]]
+                     + [tuple(pair) for pair in source_skipped])
     converted = sum(s["count"] for s in shards)
     if converted + len(skipped) != total:  # the no-file-lost invariant; a failure here is a bug
         raise AssertionError(f"{split}: {converted} converted + {len(skipped)} skipped != {total} inputs")
@@ -192,6 +193,7 @@ def read_part_records(out: str) -> dict:
         try:
             record = read_json(os.path.join(state_dir, name))
         except (OSError, ValueError) as exc:
-            raise DatasetError(f"part record {os.path.join(state_dir, name)} cannot be read ({exc}): rerun that part") from None
+            raise DatasetError(f"part record {os.path.join(state_dir, name)} cannot be read ({exc}): "
+                               "rerun that part") from None
         records.setdefault(match["split"], {})[(int(match["part"]), int(match["parts"]))] = record
     return records

@@ -76,7 +76,8 @@ class PixelStats:
     def add_sums(self, other: "PixelStats") -> None:
         """Add the sums of `other` (disjoint images of the same size) into these."""
         if other.size != self.size:
-            raise ValueError(f"pixel sums of {other.size}x{other.size} images cannot be added to {self.size}x{self.size} ones")
+            raise ValueError(f"pixel sums of {other.size}x{other.size} images cannot be added to "
+                             f"{self.size}x{self.size} ones")
         self.pixel_sum += other.pixel_sum
         self.channel_sum += other.channel_sum
         self.channel_products += other.channel_products

@@ -111,12 +111,14 @@ def test_a_part_rerun_leaves_the_other_parts_unfinished_files_alone(sources, one
     # Part 0 killed while redoing shard 2, part 1 at work on shard 1 (its files must survive part 0's cleanup).
     (out / "train-00002.h5").unlink()
     (out / ".convert" / "train.part-0-of-2.json").unlink()
-    in_flight = [out / "train-00002.h5.tmp", out / "train-00001.h5.tmp", out / ".convert" / "train-00001.json.host-7.tmp"]
+    in_flight = [out / "train-00002.h5.tmp", out / "train-00001.h5.tmp",
+                 out / ".convert" / "train-00001.json.host-7.tmp"]
     for path in in_flight:
         path.write_bytes(b"half written")
     capsys.readouterr()
     convert(str(out), train=sources[0], val=sources[1], part="0/2", **OPTIONS)
-    redone = next(s["count"] for s in read_manifest(one_part)["splits"]["train"]["shards"] if s["file"] == "train-00002.h5")
+    redone = next(shard["count"] for shard in read_manifest(one_part)["splits"]["train"]["shards"]
+                  if shard["file"] == "train-00002.h5")
     assert re.search(rf"train part 0/2: \d+ converted \({redone} now,", capsys.readouterr().out)  # shard 2 only
     assert [path.exists() for path in in_flight] == [False, True, True]
     for path in in_flight[1:]:
@@ -185,7 +187,8 @@ def test_parts_with_other_options_copied_together_fail_to_merge(sources, tmp_pat
     for part, seed in ((0, 0), (1, 1)):
         convert(str(tmp_path / f"part{part}"), train=sources[0], part=f"{part}/2", seed=seed, **OPTIONS)
         shutil.copytree(str(tmp_path / f"part{part}"), merged, dirs_exist_ok=True)
-    with pytest.raises(DatasetError, match=r"train: part 1/2 was made with other options than part 0/2 \(seed 0 -> 1\)"):
+    with pytest.raises(DatasetError, match=r"train: part 1/2 was made with other options than part 0/2 "
+                                           r"\(seed 0 -> 1\)"):
         merge(merged, quiet=True)
     assert not os.path.exists(os.path.join(merged, "manifest.json"))
 
