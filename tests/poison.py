@@ -4,11 +4,17 @@ import numpy as np
 
 
 def poisoned(shape, dtype=np.float32):
-    """NaN for float arrays, a large negative sentinel for integer arrays."""
+    """NaN for float arrays; for integer arrays a sentinel no kernel writes: the most negative value
+    (signed) or the largest (unsigned: 0 is a valid mask value)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.full(shape, np.nan, dtype=dtype)
-    return np.full(shape, np.iinfo(dtype).min, dtype=dtype)
+    return np.full(shape, _sentinel(dtype), dtype=dtype)
+
+
+def _sentinel(dtype):
+    info = np.iinfo(dtype)
+    return info.max if dtype.kind == "u" else info.min
 
 
 def assert_all_written(arr, name="output"):
@@ -16,5 +22,5 @@ def assert_all_written(arr, name="output"):
     if arr.dtype.kind == "f":
         bad = np.isnan(arr)
     else:
-        bad = arr == np.iinfo(arr.dtype).min
+        bad = arr == _sentinel(arr.dtype)
     assert not bad.any(), f"{name}: {int(bad.sum())} of {arr.size} elements were never written"
