@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import cuda, float32, int32
 
-from ._grid import elementwise_grid, unflatten4
+from ._grid import MAX_BLOCKS, elementwise_grid, unflatten4
 
 
 @cuda.jit
@@ -66,34 +66,36 @@ def _maxpool_backward_kernel(dx_planes, dy_planes, argmax_planes):
     values = cuda.shared.array((PLANES_PER_BLOCK, WARP), float32)
     warp = int32(cuda.threadIdx.x) // int32(WARP)
     lane = int32(cuda.threadIdx.x) % int32(WARP)
-    plane = int32(cuda.blockIdx.x) * int32(PLANES_PER_BLOCK) + warp
     planes, plane_size, windows = dy_planes.shape[0], dx_planes.shape[1], dy_planes.shape[1]
-    # Every thread runs every chunk (no early exit): syncthreads needs the whole block.
-    for chunk in range(0, windows, WARP):
-        window = chunk + lane
-        at = int32(-1)
-        value = float32(0.0)
-        if plane < planes and window < windows:
-            at = argmax_planes[plane, window]
-            value = dy_planes[plane, window]
-            if at < 0 or at >= plane_size:  # a corrupt argmax is skipped, never written out of bounds
-                at = int32(-1)
-        targets[warp, lane] = at
-        values[warp, lane] = value
-        cuda.syncthreads()
-        if at >= 0:
-            first = True
-            for other in range(lane):
-                if targets[warp, other] == at:
-                    first = False
-            if first:  # this lane adds, in window order, every window of the chunk that chose `at`
-                total = dx_planes[plane, at]
-                for other in range(lane, WARP):
+    # Every thread runs every chunk of every plane group (no early exit): syncthreads needs the
+    # whole block. Blocks stride over the plane groups.
+    for first_plane in range(cuda.blockIdx.x * PLANES_PER_BLOCK, planes, cuda.gridDim.x * PLANES_PER_BLOCK):
+        plane = first_plane + warp
+        for chunk in range(0, windows, WARP):
+            window = chunk + lane
+            at = int32(-1)
+            value = float32(0.0)
+            if plane < planes and window < windows:
+                at = argmax_planes[plane, window]
+                value = dy_planes[plane, window]
+                if at < 0 or at >= plane_size:  # a corrupt argmax is skipped, never written out of bounds
+                    at = int32(-1)
+            targets[warp, lane] = at
+            values[warp, lane] = value
+            cuda.syncthreads()
+            if at >= 0:
+                first = True
+                for other in range(lane):
                     if targets[warp, other] == at:
-                        total += values[warp, other]
-                dx_planes[plane, at] = total
-        # the next chunk may add to the same positions, and reuses the shared arrays
-        cuda.syncthreads()
+                        first = False
+                if first:  # this lane adds, in window order, every window of the chunk that chose `at`
+                    total = dx_planes[plane, at]
+                    for other in range(lane, WARP):
+                        if targets[warp, other] == at:
+                            total += values[warp, other]
+                    dx_planes[plane, at] = total
+            # the next chunk may add to the same positions, and reuses the shared arrays
+            cuda.syncthreads()
 
 
 def maxpool2d_forward(y, argmax, x, size, stride):
@@ -108,7 +110,7 @@ def maxpool2d_backward(dx, dy, argmax):
     planes = N * C
     blocks, threads = elementwise_grid(dx.size)
     _fill_zero_flat[blocks, threads](dx.reshape(-1))
-    blocks = math.ceil(planes / PLANES_PER_BLOCK)
+    blocks = min(MAX_BLOCKS, math.ceil(planes / PLANES_PER_BLOCK))
     _maxpool_backward_kernel[blocks, PLANES_PER_BLOCK * WARP](
         dx.reshape(planes, H * W), dy.reshape(planes, -1), argmax.reshape(planes, -1)
     )
