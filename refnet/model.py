@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .kernels.cpu.dropout import seed_from_element
 from .ops._checks import check_array, check_finite_float, check_positive_int
 
 VARIANTS = ("seed", "paper")
@@ -294,6 +295,7 @@ class AlexNet:
         self.variant, self.num_classes, self.input_size = variant, int(num_classes), int(input_size)
         self.dropout = float(dropout)
         self.step = 0
+        self.sample_offset = 0
 
         shapes = {name: shape for layer in self.layers for name, shape in layer.param_shapes.items()}
         self.param_shapes = shapes
@@ -351,6 +353,17 @@ class AlexNet:
         while len(self._workspaces) > MAX_CACHED_BATCH_SIZES:
             del self._workspaces[next(iter(self._workspaces))]
         return ws
+
+    @property
+    def sample_offset(self):
+        """Position of this batch's first sample in the global batch: 0 in one process; a
+        data-parallel rank's share start (refnet.distributed), which keeps the dropout masks of
+        every sample equal to those of one process training on the whole batch."""
+        return self._sample_offset
+
+    @sample_offset.setter
+    def sample_offset(self, value):
+        self._sample_offset = check_positive_int("sample_offset", value, minimum=0)
 
     @property
     def step(self):
@@ -496,7 +509,10 @@ class AlexNet:
                 ops.lrn_forward(src, layer.size, LRN_ALPHA, LRN_BETA, LRN_K, out=(y, ws.scale[i]))
             elif layer.kind == "dropout":
                 if train:
-                    seed = dropout_seed(self.seed, self.step, i)
+                    # Sample j of this batch is sample `sample_offset + j` of the global batch (a
+                    # data-parallel rank's share), so its mask is the one a single process draws.
+                    first_element = self.sample_offset * int(np.prod(layer.out_shape))
+                    seed = seed_from_element(dropout_seed(self.seed, self.step, i), first_element)
                     ops.dropout_forward(src, layer.p, seed, train=True, out=(y, ws.mask[i]))
                 else:
                     ops.dropout_forward(src, layer.p, 0, train=False, out=(y, None))

@@ -106,3 +106,15 @@ def test_backward_rejects_bad_mask():
         ops.dropout_backward(dy, np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"^mask: expected shape"):
         ops.dropout_backward(dy, np.ones((3, 2), np.uint8))
+
+
+def test_seed_from_element_continues_the_mask_at_an_offset():
+    """Two halves of a batch, each with its shifted seed, give the whole batch's mask."""
+    from refnet.kernels.cpu.dropout import seed_from_element
+
+    x = np.ones((6, 7), dtype=np.float32)
+    seed = (1 << 64) - 5  # wraps around 2**64
+    _, whole = ops.dropout_forward(x, 0.5, seed)
+    _, top = ops.dropout_forward(x[:2].copy(), 0.5, seed)
+    _, bottom = ops.dropout_forward(x[2:].copy(), 0.5, seed_from_element(seed, 2 * 7))
+    np.testing.assert_array_equal(np.concatenate([top, bottom]), whole)

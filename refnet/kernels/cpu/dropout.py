@@ -54,6 +54,15 @@ def keep_unit(seed, index, drop_threshold):
 _keep_unit = njit(inline="always")(keep_unit)
 
 
+def seed_from_element(seed, first_index):
+    """The seed whose mask starts where `seed`'s mask is at element `first_index`: since the state
+    of element i is seed + (i + 1) * GOLDEN_GAMMA, element i under the returned seed is element
+    first_index + i under `seed`. Data-parallel ranks use it so that the mask of a sample does not
+    depend on how the batch is split. Both arguments and the result are Python ints in [0, 2**64).
+    """
+    return (int(seed) + int(first_index) * int(GOLDEN_GAMMA)) % (1 << 64)
+
+
 def drop_threshold_for(p):
     """The integer threshold on the 24 uniform bits that drops a fraction p (0 <= p < 1)."""
     return np.uint64(math.ceil(p * (1 << UNIFORM_BITS)))
