@@ -119,3 +119,8 @@ def test_rejects_output_overlapping_an_input():
     a = np.zeros((3, 3), np.float32)
     with pytest.raises(ValueError, match=r"^a: expected an array that does not share memory"):
         ops.gemm(a, np.zeros((3, 3), np.float32), c=a)
+
+
+def test_rejects_empty_dimension():
+    with pytest.raises(ValueError, match=r"^a, b: expected M, N, K >= 1, got M=2, N=4, K=0"):
+        ops.gemm(np.zeros((2, 0), np.float32), np.zeros((0, 4), np.float32))
