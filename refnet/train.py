@@ -40,6 +40,9 @@ def add_arguments(parser):
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: 0.0005)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout probability in fc6/fc7 (default: 0.5)")
+    parser.add_argument("--init", default="paper", choices=("paper", "scaled"),
+                        help="paper: weights N(0, 0.01), biases 0/1 (default); scaled: He-scaled weights, zero "
+                             "biases, for short runs (see refnet/trainer.py scaled_init)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the init, data order, augmentation and dropout")
     parser.add_argument("--workers", type=int, default=0, help="threads for kernels and data (default: all cores)")
     parser.add_argument("--lr-steps", type=epochs_arg, default=[], metavar="E1,E2,...",
@@ -101,7 +104,7 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=args.data, run_dir=args.run, device=args.device, variant=args.variant, input_size=args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, dropout=args.dropout, seed=args.seed, workers=args.workers,
+        weight_decay=args.weight_decay, dropout=args.dropout, init=args.init, seed=args.seed, workers=args.workers,
         lr_steps=args.lr_steps, plateau_patience=args.plateau_patience, max_lr_drops=args.max_lr_drops,
         save_every=args.save_every, keep=args.keep, log_every=args.log_every, max_steps=args.max_steps,
         progress=not args.quiet,

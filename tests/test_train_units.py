@@ -95,3 +95,22 @@ def test_train_refuses_a_directory_that_is_not_a_dataset(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     assert main(["train", "--data", str(tmp_path / "data"), "--run", str(tmp_path / "run"), "--quiet"]) == 2
     assert "not a usable converted dataset" in capsys.readouterr().err
+
+
+def test_scaled_init_is_seeded_and_has_the_documented_scales():
+    import numpy as np
+
+    from refnet.model import AlexNet
+    from refnet.trainer import scaled_init
+
+    nets = [AlexNet(10, "seed", 67, 0.5, "cpu", seed=0) for _ in range(3)]
+    for net, seed in zip(nets, (4, 4, 5)):
+        scaled_init(net, input_std=50.0, seed=seed)
+    a, b, c = (net.state_dict() for net in nets)
+    assert all(np.array_equal(a[name], b[name]) for name in a)
+    assert not np.array_equal(a["conv3.weight"], c["conv3.weight"])
+    assert a["conv1.weight"].std() == pytest.approx(np.sqrt(2 / 363) / 50, rel=0.05)
+    assert a["conv3.weight"].std() == pytest.approx(np.sqrt(2 / (256 * 9)), rel=0.02)
+    assert a["fc7.weight"].std() == pytest.approx(np.sqrt(2 / 4096), rel=0.02)
+    assert a["fc8.weight"].std() == pytest.approx(0.01, rel=0.05)
+    assert all(not a[name].any() for name in a if name.endswith(".bias"))
