@@ -18,7 +18,8 @@ a column n of B (into image, pixel and group offsets) runs once per thread, not 
 
 Blocking (the classic register-blocked SGEMM): a block of THREADS = 256 threads computes a
 TILE_M x TILE_N = 128 x 128 tile of C, stepping through K by TILE_K = 8. Each step the block copies
-an A tile (TILE_K x TILE_M) and a B tile (TILE_K x TILE_N) into shared memory, then every thread
+an A tile (TILE_K x TILE_M) and a B tile (TILE_K x TILE_N) into shared memory (fetched into
+registers one step ahead, so the global loads overlap the arithmetic), then every thread
 accumulates an 8 x 8 sub-tile in registers, reading 8 + 8 values from shared memory for 64
 fused multiply-adds. A thread owns rows ty + i*16 and columns tx + j*16 (interleaved, not a
 contiguous 8 x 8 patch) so that a warp reads consecutive shared-memory words (no bank conflicts)
@@ -71,8 +72,10 @@ def _make_tile_copier(locate, load, tile_width, k_fastest):
     memory (flat, rows padded to tile_width + PAD), zero outside the matrix.
 
     Each thread copies the same LOADS tile positions at every K step, so `locate_all` runs
-    `locate` on their i indices once, before the K loop, into `where` (LOADS, 3); `copy_tile` then
-    only decodes k. With `k_fastest` consecutive threads take consecutive k, else consecutive i:
+    `locate` on their i indices once, before the K loop, into `where` (LOADS, 3); `fetch` then
+    only decodes k. The copy is split into `fetch` (global memory to registers) and `stash`
+    (registers to shared memory) so that the kernel can fetch the next tile while it multiplies
+    the current one. With `k_fastest` consecutive threads take consecutive k, else consecutive i:
     whichever index `load` finds contiguous in memory (coalesced reads).
     """
     row = tile_width + PAD
@@ -95,15 +98,23 @@ def _make_tile_copier(locate, load, tile_width, k_fastest):
                 where[e, 2] = third
 
     @cuda.jit(device=True, inline=True)
-    def copy_tile(tile, src, geom, g, where, tid, i0, extent, k0, k_end):
+    def fetch(staged, src, geom, g, where, tid, i0, extent, k0, k_end):
+        """This thread's LOADS elements of the tile at k0, from global memory into registers."""
         for e in range(LOADS):
             ii, kk = tile_position(tid, e)
             value = float32(0.0)
             if i0 + ii < extent and k0 + kk < k_end:
                 value = load(src, geom, g, where[e, 0], where[e, 1], where[e, 2], k0 + kk)
-            tile[uint32(kk * row + ii)] = value
+            staged[e] = value
 
-    return locate_all, copy_tile
+    @cuda.jit(device=True, inline=True)
+    def stash(tile, staged, tid):
+        """The fetched elements, from registers into the shared tile."""
+        for e in range(LOADS):
+            ii, kk = tile_position(tid, e)
+            tile[uint32(kk * row + ii)] = staged[e]
+
+    return locate_all, fetch, stash
 
 
 def make_tiled_matmul(locate_a, load_a, locate_b, load_b, store, a_k_fastest, b_k_fastest):
@@ -112,8 +123,8 @@ def make_tiled_matmul(locate_a, load_a, locate_b, load_b, store, a_k_fastest, b_
     `a_k_fastest` / `b_k_fastest` say which index of A / B is contiguous in memory, so that
     consecutive threads copy consecutive addresses (coalesced) into the shared tiles.
     """
-    locate_a_all, copy_a_tile = _make_tile_copier(locate_a, load_a, TILE_M, a_k_fastest)
-    locate_b_all, copy_b_tile = _make_tile_copier(locate_b, load_b, TILE_N, b_k_fastest)
+    locate_a_all, fetch_a, stash_a = _make_tile_copier(locate_a, load_a, TILE_M, a_k_fastest)
+    locate_b_all, fetch_b, stash_b = _make_tile_copier(locate_b, load_b, TILE_N, b_k_fastest)
 
     @cuda.jit(fastmath=True)
     def tiled_kernel(c, a, b, bias, geom, M, N, K, k_per_split, splits, alpha, beta, partial):
@@ -143,10 +154,19 @@ def make_tiled_matmul(locate_a, load_a, locate_b, load_b, store, a_k_fastest, b_
         locate_a_all(a_where, geom, g, tid, m0, M)
         locate_b_all(b_where, geom, g, tid, n0, N)
 
+        a_staged = cuda.local.array(LOADS, float32)
+        b_staged = cuda.local.array(LOADS, float32)
+        fetch_a(a_staged, a, geom, g, a_where, tid, m0, M, k_begin, k_end)
+        fetch_b(b_staged, b, geom, g, b_where, tid, n0, N, k_begin, k_end)
+
         for k0 in range(k_begin, k_end, TILE_K):
-            copy_a_tile(a_tile, a, geom, g, a_where, tid, m0, M, k0, k_end)
-            copy_b_tile(b_tile, b, geom, g, b_where, tid, n0, N, k0, k_end)
+            stash_a(a_tile, a_staged, tid)
+            stash_b(b_tile, b_staged, tid)
             cuda.syncthreads()
+            # Issue the next tile's global loads now: they complete while this tile is multiplied.
+            if k0 + TILE_K < k_end:
+                fetch_a(a_staged, a, geom, g, a_where, tid, m0, M, k0 + TILE_K, k_end)
+                fetch_b(b_staged, b, geom, g, b_where, tid, n0, N, k0 + TILE_K, k_end)
 
             for kk in range(TILE_K):
                 # unsigned offsets: no negative-index wrap-around code, and base + constant addressing
