@@ -46,29 +46,40 @@ PARTS = 4
 @njit(cache=True)
 def _patches(patches, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
     """patches[l*pitch + (c*R + r)*S + s] = x[n0 + i, c0 + c, p*stride - pad + r, q*stride - pad + s]
-    for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch)."""
+    for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch).
+
+    One output row (i, p) at a time, all its Q patches together: the loop over q then copies
+    Q*S values per input row instead of S (3 for a 3x3 filter), and the Q destination lines
+    being filled stay in L1.
+    """
     H, W = x.shape[2], x.shape[3]
     D = Cg * R * S
     PQ = P * Q
-    for l in range(nc * PQ):
-        i = l // PQ
-        p = (l - i * PQ) // Q
-        q = l - i * PQ - p * Q
-        row = patches[l * pitch : (l + 1) * pitch]
+    for ip in range(nc * P):
+        i = ip // P
+        p = ip - i * P
+        l0 = i * PQ + p * Q
         for c in range(Cg):
             for r in range(R):
                 h = p * stride - pad + r
                 base = (c * R + r) * S
                 if h < 0 or h >= H:
-                    for s in range(S):
-                        row[base + s] = np.float32(0.0)
+                    for q in range(Q):
+                        out = patches[(l0 + q) * pitch + base : (l0 + q) * pitch + base + S]
+                        for s in range(S):
+                            out[s] = np.float32(0.0)
                     continue
                 x_row = x[n0 + i, c0 + c, h]
-                for s in range(S):
-                    w = q * stride - pad + s
-                    row[base + s] = x_row[w] if 0 <= w < W else np.float32(0.0)
-        for d in range(D, pitch):
-            row[d] = np.float32(0.0)
+                for q in range(Q):
+                    out = patches[(l0 + q) * pitch + base : (l0 + q) * pitch + base + S]
+                    w0 = q * stride - pad
+                    for s in range(S):
+                        w = w0 + s
+                        out[s] = x_row[w] if 0 <= w < W else np.float32(0.0)
+        for q in range(Q):
+            tail = patches[(l0 + q) * pitch + D : (l0 + q + 1) * pitch]
+            for d in range(pitch - D):
+                tail[d] = np.float32(0.0)
 
 
 @njit(cache=True)
