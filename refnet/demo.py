@@ -29,6 +29,7 @@ DEMO = {
     "lr": 0.01,
     "lr_steps": [9],
     "dropout": 0.5,
+    "init": "scaled",
     "seed": 0,
 }
 MARKER = ".refnet-demo"
@@ -110,7 +111,7 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=data, run_dir=run_dir, device="cpu", input_size=DEMO["input_size"], epochs=args.epochs,
         batch_size=DEMO["batch_size"], lr=DEMO["lr"], lr_steps=[s for s in DEMO["lr_steps"] if s < args.epochs],
-        dropout=DEMO["dropout"], seed=DEMO["seed"], workers=args.workers, keep=1, log_every=5,
+        dropout=DEMO["dropout"], init=DEMO["init"], seed=DEMO["seed"], workers=args.workers, keep=1, log_every=5,
         progress=not args.quiet,
     )  # fmt: skip
     trainer = Trainer(cfg, resume=False)
