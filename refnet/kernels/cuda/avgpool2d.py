@@ -12,7 +12,7 @@ scattering, so overlapping windows need no atomics and the sums are deterministi
 """
 
 import numpy as np
-from numba import cuda, float32, int32
+from numba import cuda, float32
 
 from ._grid import elementwise_grid, unflatten4
 

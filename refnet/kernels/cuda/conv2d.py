@@ -16,7 +16,7 @@ tile copy gathers straight from the image), one launch per pass with the groups 
 
     pass             M (rows)   N (columns)      K (reduction)    A            B
     forward          K/G        N*P*Q            C/G*R*S          w            x gathered
-    backward data    C/G        N*H*W            K/G*R*S          w regathered dy scattered back
+    backward data    C/G        N*H*W            K/G*R*S          w regathered dy gathered from the outputs covering each pixel
     backward filter  K/G        C/G*R*S          N*P*Q            dy           x gathered
 
 Backward filter reduces over the whole batch with few output tiles, so it is split over K
@@ -24,8 +24,6 @@ Backward filter reduces over the whole batch with few output tiles, so it is spl
 The *_reference launchers are the simple kernels the fast path is tested against: one thread per
 output element, the formula as plain loops.
 """
-
-import math
 
 import numpy as np
 from numba import cuda, float32, int32
@@ -80,7 +78,7 @@ def _forward_store(y, bias, geom, g, m, col, value, alpha, beta):
     y[n, k, p, q] = value + bias[k]
 
 
-# --- backward data: dx (C/G x N*H*W) = w^T (C/G x K/G*R*S) @ dy scattered back ------------------
+# --- backward data: dx (C/G x N*H*W) = w^T (C/G x K/G*R*S) @ dy gathered ----------------------
 
 
 @cuda.jit(device=True, inline=True)
