@@ -64,3 +64,12 @@ def test_linear_matches_cpu(gpu, rng):
         np.testing.assert_allclose(gpu.get(got, name), want, **TOL)
     dx, dw, db = ops.linear_backward(gpu.put(x), gpu.put(w), gpu.put(dy), need_dx=False)
     assert dx is None
+
+
+def test_split_k_only_when_the_tiles_cannot_fill_the_gpu():
+    many_tiles = _tiled.choose_splits(128 * 64, 128 * 64, 4096, 1)
+    few_tiles_long_k = _tiled.choose_splits(96, 363, 128 * 55 * 55, 1)  # conv1's backward-filter
+    few_tiles_short_k = _tiled.choose_splits(96, 363, 2 * _tiled.MIN_K_PER_SPLIT, 1)
+    assert many_tiles == 1
+    assert few_tiles_long_k * 3 >= 2 * _tiled._sm_count()  # two blocks for every SM
+    assert few_tiles_short_k == 2  # never below MIN_K_PER_SPLIT of K per range
