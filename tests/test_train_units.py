@@ -111,6 +111,7 @@ def test_scaled_init_is_seeded_and_has_the_documented_scales():
     assert not np.array_equal(a["conv3.weight"], c["conv3.weight"])
     assert a["conv1.weight"].std() == pytest.approx(np.sqrt(2 / 363) / 50, rel=0.05)
     assert a["conv3.weight"].std() == pytest.approx(np.sqrt(2 / (256 * 9)), rel=0.02)
+    assert a["fc6.weight"].std() == pytest.approx(0.05 * np.sqrt(2 / 256), rel=0.02)
     assert a["fc7.weight"].std() == pytest.approx(np.sqrt(2 / 4096), rel=0.02)
     assert a["fc8.weight"].std() == pytest.approx(0.01, rel=0.05)
     assert all(not a[name].any() for name in a if name.endswith(".bias"))
