@@ -112,6 +112,7 @@ def _wait(request, world: World, what: str, timeout_s: float):
                 file=sys.stderr,
                 flush=True,
             )
+            time.sleep(1.0)  # MPI_Abort can kill the launcher's output forwarding before this line is shown
             world.comm.Abort(1)
 
 
