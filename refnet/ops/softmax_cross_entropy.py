@@ -22,7 +22,15 @@ def _host(a):
 
 
 def _check_labels(labels, n, num_classes):
+    """Shape and dtype always; the range here for host labels. Device labels are range-checked by
+    the CUDA kernel (an invalid label makes its row's loss NaN), so a training step needs no extra
+    device-to-host copy; `_raise_if_bad_labels` then names the label."""
     check_array("labels", labels, dtype=np.int32, shape=(n,))
+    if not is_device_array(labels):
+        _raise_if_bad_labels(labels, num_classes)
+
+
+def _raise_if_bad_labels(labels, num_classes):
     host = _host(labels)
     bad = np.flatnonzero((host < 0) | (host >= num_classes))
     if bad.size:
@@ -49,11 +57,15 @@ def softmax_cross_entropy(logits, labels, out=None, row_loss=None):
     probs = output_or_new("out", out, (n, num_classes), np.float32, like=logits)
     row_loss = output_or_new("row_loss", row_loss, (n,), np.float32, like=logits)
     _kernels(logits).softmax_cross_entropy(probs, row_loss, logits, labels)
-    return math.fsum(_host(row_loss).tolist()) / n, probs
+    losses = _host(row_loss)
+    if is_device_array(labels) and np.isnan(losses).any():
+        _raise_if_bad_labels(labels, num_classes)
+    return math.fsum(losses.tolist()) / n, probs
 
 
 def softmax_cross_entropy_backward(probs, labels, out=None):
-    """dlogits (N, K) = (probs - onehot(labels)) / N. `out`: the dlogits array to write."""
+    """dlogits (N, K) = (probs - onehot(labels)) / N. `out`: the dlogits array to write.
+    Device labels out of range make their dlogits row NaN (checked on the host only in the forward)."""
     check_array("probs", probs, ndim=2)
     n, num_classes = probs.shape
     _check_labels(labels, n, num_classes)

@@ -69,6 +69,18 @@ def test_softmax_cross_entropy_matches_cpu(gpu, rng):
     )
 
 
+def test_device_labels_out_of_range_are_a_value_error_without_a_host_check(gpu, rng):
+    """Device labels are checked by the kernel (no extra copy to the host per step): the forward
+    still raises the ValueError naming the label; the backward poisons the label's row."""
+    logits = rng.standard_normal((3, 5)).astype(np.float32)
+    labels = np.array([1, 5, 0], dtype=np.int32)
+    with pytest.raises(ValueError, match=r"labels: expected values in \[0, 5\), got labels\[1\] = 5"):
+        ops.softmax_cross_entropy(gpu.put(logits), gpu.put(labels))
+    probs = ops.softmax_cross_entropy(logits, np.array([1, 4, 0], dtype=np.int32))[1]
+    dlogits = ops.softmax_cross_entropy_backward(gpu.put(probs), gpu.put(labels)).copy_to_host()
+    assert np.isnan(dlogits[1]).all() and np.isfinite(dlogits[[0, 2]]).all()
+
+
 @pytest.mark.parametrize("beta", [0.75, 0.6])
 def test_lrn_matches_cpu(gpu, rng, beta):
     x = (10 * rng.standard_normal((2, 7, 3, 5))).astype(np.float32)

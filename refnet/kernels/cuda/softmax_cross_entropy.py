@@ -8,8 +8,10 @@
 The loss is the mean of row_loss over the batch; the op layer copies the N losses to the host and
 takes that mean (the one device-to-host transfer of a training step).
 
-Layout: logits, probs, dlogits (N, K) float32; labels (N,) int32 in [0, K) (checked by the op
-layer); row_loss (N,) float32. C-contiguous device arrays.
+Layout: logits, probs, dlogits (N, K) float32; labels (N,) int32 in [0, K); row_loss (N,)
+float32. C-contiguous device arrays. Device labels are not copied to the host to be checked (that
+would synchronise twice per training step): a label outside [0, K) makes its row_loss (and its
+dlogits row) NaN, and the op layer, which reads the losses back anyway, raises the ValueError.
 
 Forward: the block's threads stride over the row (coalesced) and combine their maxima and sums
 by a tree reduction in shared memory, in a fixed order, so results are deterministic.
@@ -55,7 +57,11 @@ def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
     for j in range(tid, K, ROW_THREADS):
         probs[i, j] *= inv_total
     if tid == 0:
-        row_loss[i] = math.log(total) - (logits[i, labels[i]] - m)
+        label = labels[i]
+        if 0 <= label < K:
+            row_loss[i] = math.log(total) - (logits[i, label] - m)
+        else:
+            row_loss[i] = math.nan  # the op layer turns this into a ValueError naming the label
 
 
 @cuda.jit
@@ -66,8 +72,11 @@ def _softmax_cross_entropy_backward_flat(dlogits, probs, labels, inv_n):
         i = int32(flat // K)
         j = int32(flat - i * K)
         p = probs[i, j]
-        if j == labels[i]:
+        label = labels[i]
+        if j == label:
             p -= float32(1.0)
+        if label < 0 or label >= K:
+            p = math.nan  # an invalid label poisons its row rather than reading out of bounds
         dlogits[i, j] = p * inv_n
 
 
