@@ -239,6 +239,20 @@ def _check_device(device):
     return device
 
 
+def _upload(device_array, pinned, host, stream):
+    """Copy a host array to the GPU through a pinned staging buffer on `stream`. The host returns at
+    once; kernels launched afterwards on the default stream wait for the copy (an event, so this
+    also holds with per-thread default streams). The staging buffer is next written after the
+    step's loss has come back, so the copy has finished by then."""
+    from numba import cuda
+
+    np.copyto(pinned, host)
+    device_array.copy_to_device(pinned, stream=stream)
+    done = cuda.event()
+    done.record(stream=stream)
+    done.wait(stream=cuda.default_stream())
+
+
 class _Workspace:
     """Every array one batch size needs: activations, pooling indices, LRN scales, dropout masks,
     softmax probabilities, and (allocated on the first training step) two ping-pong gradient
@@ -260,8 +274,17 @@ class _Workspace:
         self.mask = {i: net._empty((n, *l.out_shape), np.uint8) for i, l in enumerate(layers) if l.kind == "dropout"}
         self.probs = net._empty((n, layers[-1].out_shape[0]), np.float32)
         self.row_loss = net._empty((n,), np.float32)
-        self.batch = net._empty((n, *layers[0].in_shape), np.float32) if net.device == "cuda" else None
-        self.labels = net._empty((n,), np.int32) if net.device == "cuda" else None
+        self.batch = self.labels = self.uploads = None
+        if net.device == "cuda":
+            from numba import cuda
+
+            self.batch = net._empty((n, *layers[0].in_shape), np.float32)
+            self.labels = net._empty((n,), np.int32)
+            # host batches go through pinned (page-locked) buffers on a stream of their own: a DMA
+            # copy at full bus speed, which the kernels queued after it wait for (see _upload)
+            self.host_batch = cuda.pinned_array((n, *layers[0].in_shape), np.float32)
+            self.host_labels = cuda.pinned_array((n,), np.int32)
+            self.uploads = cuda.stream()
         self.d_out = self.d_in = None
         self._net = net
 
@@ -461,7 +484,7 @@ class AlexNet:
             return x
         if is_device_array(x):
             return x
-        ws.batch.copy_to_device(x)
+        _upload(ws.batch, ws.host_batch, x, ws.uploads)
         return ws.batch
 
     def forward(self, x, train=False):
@@ -539,7 +562,7 @@ class AlexNet:
         ws.ensure_gradients()
         x = self._batch_on_device(x, ws)
         if self.device == "cuda":
-            ws.labels.copy_to_device(labels)
+            _upload(ws.labels, ws.host_labels, labels, ws.uploads)
             labels = ws.labels
 
         self._forward(ws, x, train=True)
