@@ -469,3 +469,11 @@ def _dataset_for_parts(tmp_path):
     root = tmp_path / "parts"
     write_dataset(root, {"train": (images, labels)}, ["a", "b", "c"], shard_size=4)
     return root
+
+
+def test_prefetch_runs_inline_where_the_threading_layer_forbids_concurrent_kernels(monkeypatch):
+    from refnet.data import prefetch as prefetch_module
+
+    monkeypatch.setattr(prefetch_module, "concurrent_kernels_are_safe", lambda: False)
+    with pytest.warns(RuntimeWarning, match="workqueue"):
+        assert list(prefetch_module.prefetch(iter(range(5)), 2)) == [0, 1, 2, 3, 4]

@@ -8,6 +8,7 @@ consumer early (break, del, gen.close()) stops the producer and joins its thread
 
 import queue
 import threading
+import warnings
 
 _DONE = object()
 _POLL_SECONDS = 0.1
@@ -18,10 +19,30 @@ class _Failure:
         self.exc = exc
 
 
+def concurrent_kernels_are_safe():
+    """True when Numba's threading layer lets two threads run parallel kernels at once (omp, tbb).
+    The `workqueue` fallback (no OpenMP or TBB runtime found) aborts the process if they do."""
+    import numba
+    from numba.np.ufunc import parallel
+
+    parallel._launch_threads()  # picks the layer now rather than at the first parallel kernel
+    return numba.threading_layer() != "workqueue"
+
+
 def prefetch(items, depth=2):
-    """Yield what the iterable `items` yields, produced by a background thread `depth` items ahead."""
+    """Yield what the iterable `items` yields, produced by a background thread `depth` items ahead
+    (in the calling thread instead, with a warning, where the threading layer forbids that)."""
     if depth < 1:
         raise ValueError(f"depth: expected an integer >= 1, got {depth}")
+    if not concurrent_kernels_are_safe():
+        warnings.warn(
+            "Numba's threading layer is 'workqueue', which cannot run kernels from two threads at once: "
+            "batches are prepared without prefetching (install tbb, or an OpenMP runtime, to overlap them)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        yield from items
+        return
     ready = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -19,7 +19,7 @@ from numba import njit, prange
 # about 1.7x faster at pool1's shape).
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _avgpool2d_forward_planes(y, x, size, stride, inv_area):
     NC, H, W = x.shape
     P, Q = y.shape[1], y.shape[2]
@@ -42,7 +42,7 @@ def _avgpool2d_forward_planes(y, x, size, stride, inv_area):
                 y_row[q] = total * inv_area
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _avgpool2d_backward_planes(dx, dy, size, stride, inv_area):
     NC, H, W = dx.shape
     P, Q = dy.shape[1], dy.shape[2]

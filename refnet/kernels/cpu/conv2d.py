@@ -43,7 +43,7 @@ PARTS = 4
 # Layout kernels: im2col, col2im, and the copies of w and dy into the GEMMs' layouts.
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _patches(patches, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
     """patches[l*pitch + (c*R + r)*S + s] = x[n0 + i, c0 + c, p*stride - pad + r, q*stride - pad + s]
     for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch).
@@ -82,7 +82,7 @@ def _patches(patches, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
                 tail[d] = np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cols(cols, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
     """cols[((c*R + r)*S + s)*pitch + l] = x[n0 + i, c0 + c, p*stride - pad + r, q*stride - pad + s]
     for l = i*P*Q + p*Q + q (0 outside the image and in the padding up to pitch)."""
@@ -109,7 +109,7 @@ def _cols(cols, pitch, x, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
             row[l] = np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im(dx, dcols, pitch, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
     """dx[n0 + i, c0 + c, h, w] = sum of dcols[((c*R + r)*S + s)*pitch + i*P*Q + p*Q + q] over the
     (r, s, p, q) that land on (h, w). One task per (image, channel): each element of dx is summed
@@ -137,7 +137,7 @@ def _col2im(dx, dcols, pitch, n0, nc, c0, Cg, R, S, stride, pad, P, Q):
                             out[w] += row[p * Q + q]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _output_from_columns(y, y_cols, pitch, b, n0, nc, k0, Kg):
     """y[n0 + i, k0 + k, p, q] = y_cols[k*pitch + i*P*Q + p*Q + q] + b[k0 + k]."""
     PQ = y.shape[2] * y.shape[3]
@@ -151,7 +151,7 @@ def _output_from_columns(y, y_cols, pitch, b, n0, nc, k0, Kg):
             out[l] = src[l] + bias
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dy_rows(dy_rows, pitch, dy, n0, nc, k0, Kg):
     """dy_rows[k*pitch + i*P*Q + p*Q + q] = dy[n0 + i, k0 + k, p, q] (0 in the padding up to pitch)."""
     PQ = dy.shape[2] * dy.shape[3]
@@ -165,7 +165,7 @@ def _dy_rows(dy_rows, pitch, dy, n0, nc, k0, Kg):
             row[l] = np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dy_columns(dy_cols, pitch, dy, n0, nc, k0, Kg):
     """dy_cols[(i*P*Q + p*Q + q)*pitch + k] = dy[n0 + i, k0 + k, p, q] (0 in the padding up to pitch)."""
     PQ = dy.shape[2] * dy.shape[3]
@@ -179,7 +179,7 @@ def _dy_columns(dy_cols, pitch, dy, n0, nc, k0, Kg):
             row[k] = np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _weight_rows(w_rows, pitch, w):
     """w_rows[k*pitch + d] = w[k, d] for w seen as (K, D) (0 in the padding up to pitch)."""
     K, D = w.shape
@@ -190,7 +190,7 @@ def _weight_rows(w_rows, pitch, w):
             w_rows[k * pitch + d] = np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _weight_columns(w_cols, pitch, w, groups):
     """w_cols[g, d*pitch + kk] = w[g*Kg + kk, d] for w seen as (K, D): w_g.T per group, rows padded."""
     K, D = w.shape
@@ -205,7 +205,7 @@ def _weight_columns(w_cols, pitch, w, groups):
             row[kk] = np.float32(0.0)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _bias_gradient(db, dy):
     """db[k] = sum over n, p, q of dy[n, k, p, q], one thread per k."""
     N, K, P, Q = dy.shape
@@ -232,7 +232,7 @@ def _chunking(N, PQ):
     return per_chunk, (N + per_chunk - 1) // per_chunk
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
     """One task per chunk of nc images: im2col, GEMM and bias, all on the task's thread."""
     N, C = x.shape[0], x.shape[1]
@@ -251,7 +251,7 @@ def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
             _output_from_columns(y, y_cols, l_pitch, b, n0, m, g * Kg, Kg)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
     """One task per part (a run of chunks): dw_parts[part] = that part's share of dw, and dx of its
     images. Each part walks its chunks in order, so the sums do not depend on the threads."""
@@ -285,7 +285,7 @@ def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, n
                     _col2im(dx, cols, pitch, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _sum_parts(dw, dw_parts, parts):
     """dw = dw_parts[0] + dw_parts[1] + ... in that order, split over the threads by blocks."""
     size = dw.size
@@ -332,7 +332,7 @@ def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
 # The simple kernels: direct loop nests, the reference of the launchers above.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _forward_direct(y, x, w, b, stride, pad, groups):
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
@@ -357,7 +357,7 @@ def _forward_direct(y, x, w, b, stride, pad, groups):
                 y[n, k, p, q] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _backward_data_direct(dx, w, dy, stride, pad, groups):
     N, C, H, W = dx.shape
     K, Cg, R, S = w.shape
@@ -384,7 +384,7 @@ def _backward_data_direct(dx, w, dy, stride, pad, groups):
                 dx[n, ch, h, ww] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _backward_filter_direct(dw, db, x, dy, stride, pad, groups):
     N, C, H, W = x.shape
     K, Cg, R, S = dw.shape

@@ -68,7 +68,7 @@ def drop_threshold_for(p):
     return np.uint64(math.ceil(p * (1 << UNIFORM_BITS)))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _dropout_forward_flat(y, mask, x, seed, drop_threshold):
     n = x.size
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -81,7 +81,7 @@ def _dropout_forward_flat(y, mask, x, seed, drop_threshold):
             yb[i] = xb[i] * (np.float32(1.0) if keep else np.float32(0.0))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _scale_flat(y, x, factor):
     n = x.size
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -91,7 +91,7 @@ def _scale_flat(y, x, factor):
             yb[i] = xb[i] * factor
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _dropout_backward_flat(dx, dy, mask):
     n = dy.size
     for b in prange((n + BLOCK - 1) // BLOCK):

@@ -42,7 +42,7 @@ PACK_DEPTH = 8
 PACK_ROWS = 64
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gemm_naive(c, a, b, trans_a, trans_b, alpha, beta):
     M, N = c.shape
     K = a.shape[0] if trans_a else a.shape[1]
@@ -64,7 +64,7 @@ def gemm_naive(c, a, b, trans_a, trans_b, alpha, beta):
     _gemm_naive(c, a, b, bool(trans_a), bool(trans_b), np.float32(alpha), np.float32(beta))
 
 
-@njit(fastmath=True, cache=True, inline="always")
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
 def _store(c, idx, total, alpha, beta):
     if beta == np.float32(0.0):
         c[idx] = alpha * total
@@ -72,7 +72,7 @@ def _store(c, idx, total, alpha, beta):
         c[idx] = alpha * total + beta * c[idx]
 
 
-@njit(fastmath=True, cache=True, inline="always")
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
 def _tile_4x4(c, c0, ldc, a, a0, lda, b, b0, ldb, kc, alpha, beta):
     """c[c0 + i*ldc + j] = alpha * sum_p a[a0 + i*lda + p] * b[b0 + j*ldb + p] + beta * c[...], i, j < 4."""
     # Slices whose index starts at 0: Numba drops its negative-index wraparound for them, which
@@ -135,7 +135,7 @@ def _tile_4x4(c, c0, ldc, a, a0, lda, b, b0, ldb, kc, alpha, beta):
     _store(c, r + 3, s33, alpha, beta)
 
 
-@njit(fastmath=True, cache=True, inline="always")
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
 def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
     """The ragged border: an mr x nr (< 4 x 4) tile, one vectorised dot product per element."""
     for i in range(mr):
@@ -148,7 +148,7 @@ def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
             _store(c, c0 + i * ldc + j, total, alpha, beta)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _pack(dst, d0, pitch, src, s0, lds, rows, depth):
     """dst[d0 + r*pitch + p] = src[s0 + p*lds + r] for r < rows, p < depth: rows stored K-major
     (one K index per source row) copied out contiguous along K.
@@ -165,7 +165,7 @@ def _pack(dst, d0, pitch, src, s0, lds, rows, depth):
                 out[u] = src[s0 + (p0 + u) * lds + r]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _pack_all(dst, pitch, src, lds, rows, depth):
     """_pack over a whole matrix, split by rows over the threads."""
     for t in prange((rows + PACK_ROWS - 1) // PACK_ROWS):
@@ -173,7 +173,7 @@ def _pack_all(dst, pitch, src, lds, rows, depth):
         _pack(dst, r0 * pitch, pitch, src, r0, lds, min(PACK_ROWS, rows - r0), depth)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def padded_pitch(length):
     """Row pitch of a packed panel: a whole number of cache lines, but not a multiple of 4 KiB
     (rows a multiple of 4 KiB apart share L1 sets and evict each other)."""
@@ -181,7 +181,7 @@ def padded_pitch(length):
     return pitch + 16 if pitch % 1024 == 0 else pitch
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tiling(M, N, K, min_tasks):
     """(mb_size, nb_size, kc_size): macro tiles, shrunk until there are min_tasks of them (to keep
     every core busy on small GEMMs), and equal K slices, each a multiple of the vector length so
@@ -197,7 +197,7 @@ def _tiling(M, N, K, min_tasks):
     return mb_size, nb_size, kc_size
 
 
-@njit(fastmath=True, cache=True)
+@njit(fastmath=True, cache=True, nogil=True)
 def _macro_tile(c, ldc, a, lda, trans_a, b, ldb, trans_b, i0, j0, mb, nb, K, kc_size, alpha, beta):
     """Rows i0 .. i0+mb, columns j0 .. j0+nb of c, the whole K, one K slice after the other."""
     panel_pitch = padded_pitch(kc_size)
@@ -230,7 +230,7 @@ def _macro_tile(c, ldc, a, lda, trans_a, b, ldb, trans_b, i0, j0, mb, nb, K, kc_
                     _tile_edge(c, c0, ldc, av, a0, a_pitch, bv, b0, b_pitch, mr, nr, kc, alpha, slice_beta)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p op(a)[i, p] op(b)[p, j] + beta * c[i*ldc + j], 1-D arrays.
 
@@ -259,7 +259,7 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
                     K, kc_size, alpha, beta)
 
 
-@njit(fastmath=True, cache=True)
+@njit(fastmath=True, cache=True, nogil=True)
 def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * c[i*ldc + j] on the calling
     thread: for callers that already share out whole GEMMs over the threads (conv2d, per image)."""

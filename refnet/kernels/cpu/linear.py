@@ -20,7 +20,7 @@ from .gemm import gemm_strided
 COLUMN_BLOCK = 256
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _fill_rows_with_bias(y, b):
     N, OUT = y.shape
     for n in prange(N):
@@ -28,7 +28,7 @@ def _fill_rows_with_bias(y, b):
             y[n, o] = b[o]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _sum_over_rows(db, dy):
     """db[o] = sum_n dy[n, o]; one task per block of columns, rows added in order n = 0, 1, ..."""
     N, OUT = dy.shape
@@ -64,7 +64,7 @@ def linear_backward(dx, dw, db, x, w, dy):
     _sum_over_rows(db, dy)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_forward_naive(y, x, w, b):
     """Same contract as `linear_forward`; plain loops."""
     N, IN = x.shape
@@ -77,7 +77,7 @@ def linear_forward_naive(y, x, w, b):
             y[n, o] = total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_backward_naive(dx, dw, db, x, w, dy):
     """Same contract as `linear_backward`; plain loops (dx is always computed)."""
     N, IN = x.shape

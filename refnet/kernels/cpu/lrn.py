@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lrn_forward_reference(y, scale, x, size, alpha, beta, k):
     N, C, H, W = x.shape
     half = size // 2
@@ -43,7 +43,7 @@ def lrn_forward_reference(y, scale, x, size, alpha, beta, k):
                     y[n, c, h, w] = x[n, c, h, w] * sc ** (-beta)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lrn_backward_reference(dx, x, y, scale, dy, size, alpha, beta, k):
     N, C, H, W = x.shape
     half = size // 2
@@ -89,7 +89,7 @@ def _scale_of_five(s_row, x0, x1, x2, x3, x4, alpha, k):
         s_row[i] = k + alpha * (x0[i] * x0[i] + x1[i] * x1[i] + x2[i] * x2[i] + x3[i] * x3[i] + x4[i] * x4[i])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _lrn_forward_images(y, scale, x, size, alpha, beta, k):
     # x, y, scale viewed (N, C, HW).
     N, C, HW = x.shape
@@ -112,7 +112,7 @@ def _lrn_forward_images(y, scale, x, size, alpha, beta, k):
             _times_pow_minus_beta(y[n, c], x[n, c], s_row, beta)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k):
     N, C, HW = x.shape
     half = size // 2

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def maxpool2d_forward_reference(y, argmax, x, size, stride):
     """The definition as plain loops: one output at a time, its window in row-major order."""
     N, C, H, W = x.shape
@@ -53,7 +53,7 @@ def _wins(v, best):
     return (v > best or v != v) and best == best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pool_plane(y, argmax, x, size, stride):
     """Any window and stride, NaN-aware. Same comparisons in the same order per output as the
     reference; the loop over q is innermost so each window offset (i, j) covers a whole output row."""
@@ -80,7 +80,7 @@ def _pool_plane(y, argmax, x, size, stride):
                         at_row[q] = at_base + q * stride
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _has_nan(x):
     # One flat loop with a conditional set: measured 8x faster than a loop over rows with `|=`.
     flat = x.reshape(x.size)
@@ -91,7 +91,7 @@ def _has_nan(x):
     return found
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pool_plane_3x3_stride2(y, argmax, x):
     """The paper's 3x3 stride-2 window, the nine values in registers and the stride a constant, so
     LLVM vectorises the loop over q (2x to 3x faster than _pool_plane). Plain '>' comparisons:
@@ -146,7 +146,7 @@ def _pool_plane_3x3_stride2(y, argmax, x):
             at_row[q] = at
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _maxpool2d_forward_planes(y, argmax, x, size, stride):
     NC = x.shape[0]
     paper_window = size == 3 and stride == 2
@@ -157,7 +157,7 @@ def _maxpool2d_forward_planes(y, argmax, x, size, stride):
             _pool_plane(y[r], argmax[r], x[r], size, stride)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _maxpool2d_backward_planes(dx, dy, argmax):
     NC, HW = dx.shape
     PQ = dy.shape[1]

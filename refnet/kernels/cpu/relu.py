@@ -18,7 +18,7 @@ BLOCK = 1 << 15
 # slice, but not `for i in range(lo, hi)` over the whole array (measured about 6x slower).
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _relu_forward_flat(y, x):
     n = x.size
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -29,7 +29,7 @@ def _relu_forward_flat(y, x):
             yb[i] = np.float32(0.0) if v <= np.float32(0.0) else v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _relu_backward_flat(dx, y, dy):
     n = y.size
     for b in prange((n + BLOCK - 1) // BLOCK):

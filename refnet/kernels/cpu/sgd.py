@@ -14,7 +14,7 @@ from numba import njit, prange
 BLOCK = 1 << 15
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _sgd_momentum_update_flat(w, dw, v, lr, momentum, decay_lr):
     n = w.size
     for b in prange((n + BLOCK - 1) // BLOCK):

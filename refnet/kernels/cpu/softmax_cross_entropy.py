@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
     N, K = logits.shape
     for i in prange(N):
@@ -37,7 +37,7 @@ def _softmax_cross_entropy_rows(probs, row_loss, logits, labels):
         row_loss[i] = math.log(total) - (row[labels[i]] - m)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _softmax_cross_entropy_backward_rows(dlogits, probs, labels):
     N, K = probs.shape
     inv_n = np.float32(1.0) / np.float32(N)
