@@ -37,7 +37,7 @@ def _background(rng, width, height, light: bool):
     t = (xs * math.cos(angle) + ys * math.sin(angle)) / max(width, height)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = c0 + (c1 - c0) * t[..., None]
-    img += rng.normal(0, rng.uniform(2, 12), size=img.shape).astype(np.float32)
+    img += rng.normal(0, rng.uniform(2, 8), size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -141,21 +141,21 @@ def draw_sample(class_name: str, rng: np.random.Generator):
     image = Image.fromarray(_background(rng, width, height, light=not light_object))
     draw = ImageDraw.Draw(image)
     # Clutter strokes in both tones, so edges alone do not give the class away.
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         pts = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(2)]
         draw.line(pts, fill=_colour(rng, bool(rng.random() < 0.5)), width=int(rng.integers(1, 3)))
     short = min(width, height)
     mask = Image.new("L", (width, height), 0)
     if class_name in TEXTURES:
-        # A textured patch covering 45-90% of each side, at a random place.
-        pw, ph = width * rng.uniform(0.45, 0.9), height * rng.uniform(0.45, 0.9)
+        # A textured patch covering 55-90% of each side, at a random place.
+        pw, ph = width * rng.uniform(0.55, 0.9), height * rng.uniform(0.55, 0.9)
         x0, y0 = rng.uniform(0, width - pw), rng.uniform(0, height - ph)
         texture = Image.new("L", (width, height), 0)
         _draw_texture(ImageDraw.Draw(texture), class_name, rng, (x0, y0, x0 + pw, y0 + ph), 255)
         ImageDraw.Draw(mask).rectangle((x0, y0, x0 + pw, y0 + ph), fill=255)
         mask = Image.fromarray(np.minimum(np.asarray(texture), np.asarray(mask)))
     else:
-        radius = short * rng.uniform(0.2, 0.4)
+        radius = short * rng.uniform(0.26, 0.42)
         stretch = math.exp(rng.uniform(math.log(0.7), math.log(1.4)))
         rx, ry = radius * math.sqrt(stretch), radius / math.sqrt(stretch)
         reach = max(rx, ry)
