@@ -146,6 +146,26 @@ def allreduce_mean_(flat, world: World, *, weight=None, staging=None, timeout_s=
     return flat
 
 
+def allreduce_sum(values, world: World, *, timeout_s=DEFAULT_TIMEOUT_S, what="metrics allreduce"):
+    """A new array: the element-wise sum of the small 1-D float64 or int64 array `values` over all ranks."""
+    values = np.ascontiguousarray(values)
+    if world.size == 1:
+        return values.copy()
+    from mpi4py import MPI
+
+    total = np.empty_like(values)
+    request = world.comm.Iallreduce(values, total, op=MPI.SUM)
+    _wait(request, world, what, timeout_s)
+    return total
+
+
+def broadcast_object(obj, world: World, *, root=0):
+    """Rank `root`'s picklable `obj` on every rank (start-up state: resume decision, checkpoint)."""
+    if world.size == 1:
+        return obj
+    return world.comm.bcast(obj, root=root)
+
+
 def broadcast_(flat, world: World, *, root=0, timeout_s=DEFAULT_TIMEOUT_S):
     """Copy rank `root`'s 1-D host float32 buffer to every rank, in place (start-up and resume)."""
     if world.size == 1:

@@ -109,17 +109,31 @@ def most_confused_pairs(confusion, classes, limit=10):
     return pairs
 
 
-def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=False, desc="eval"):
-    """Errors of `net` on every image of `dataset` (centre crop, or 10-crop averaged); see ErrorCounter."""
+def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=False, desc="eval", world=None):
+    """Errors of `net` on every image of `dataset` (centre crop, or 10-crop averaged); see ErrorCounter.
+
+    With a data-parallel `world` (refnet.distributed), each rank evaluates its share of every batch
+    and the counts are summed over the ranks, so every rank returns the whole dataset's result.
+    """
     from tqdm import tqdm
 
+    from .distributed import World, allreduce_sum
+
+    world = world or World()
     images_per_batch = max(1, batch_size // 10) if ten_crop else batch_size
     counter = ErrorCounter(len(dataset.classes))
-    batches = dataset.batches(images_per_batch, train=False, crop=crop, ten_crop=ten_crop)
+    batches = dataset.batches(images_per_batch, train=False, crop=crop, ten_crop=ten_crop,
+                              part=(world.rank, world.size))  # fmt: skip
     total = -(-len(dataset) // images_per_batch)
     with tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for x, labels in bar:
-            counter.add(crop_probabilities(net, x), labels)
+            if len(labels):  # a rank's share of a last batch smaller than the number of ranks
+                counter.add(crop_probabilities(net, x), labels)
+    if world.size > 1:
+        counts = allreduce_sum(np.array([counter.count, counter.top1_wrong, counter.top5_wrong], np.int64), world)
+        counter.count, counter.top1_wrong, counter.top5_wrong = (int(c) for c in counts)
+        counter.loss_sum = float(allreduce_sum(np.array([counter.loss_sum]), world)[0])
+        counter.confusion = allreduce_sum(counter.confusion.reshape(-1), world).reshape(counter.confusion.shape)
     result = counter.result()
     result["confusion"] = counter.confusion
     return result

@@ -24,12 +24,13 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from .distributed import allreduce_mean_, allreduce_sum, broadcast_object, share_bounds
 from .evaluate import ErrorCounter, evaluate
 
 LR_DROP_FACTOR = 10.0
@@ -338,7 +339,18 @@ class Trainer:
     (or to an interruption) and returns a summary dict."""
 
     def __init__(self, cfg: TrainConfig, *, resume=None):
+        from .distributed import init_world
+
+        # Data-parallel over MPI when started by mpiexec/srun (refnet.distributed): every rank runs
+        # this same object; rank 0 alone writes RUN_DIR and prints.
+        self.world = init_world()
+        cfg = replace(cfg, progress=cfg.progress and self.world.is_root)
         self.cfg = cfg
+        if cfg.batch_size % self.world.size:
+            raise TrainError(
+                f"--batch-size {cfg.batch_size}: the global batch must divide by the number of ranks ({self.world.size})"
+            )
+        self.local_batch = cfg.batch_size // self.world.size
         if cfg.workers:
             import numba
 
@@ -347,6 +359,10 @@ class Trainer:
             check_device(cfg.device)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
+        if cfg.device == "cuda" and self.world.size > 1:
+            from numba import cuda
+
+            cuda.select_device(self.world.local_rank % len(cuda.gpus))
         self.train_set, self.val_set = open_datasets(cfg.data)
         self.classes = self.train_set.classes
         if cfg.input_size > self.train_set.image_size:
@@ -364,7 +380,7 @@ class Trainer:
             layers = build_layers(cfg.variant, len(self.classes), cfg.input_size, cfg.dropout)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-        check_memory(layers, sum(l.param_count for l in layers), cfg.batch_size, cfg.device)
+        check_memory(layers, sum(l.param_count for l in layers), self.local_batch, cfg.device)
         self.net = AlexNet(len(self.classes), cfg.variant, cfg.input_size, cfg.dropout, cfg.device, cfg.seed)
         if cfg.init not in INITS:
             raise TrainError(f"--init: expected one of {', '.join(INITS)}, got {cfg.init!r}")
@@ -378,18 +394,34 @@ class Trainer:
         self.metrics_path = os.path.join(cfg.run_dir, "metrics.jsonl")
         self.resumed_from = None
 
-        os.makedirs(cfg.run_dir, exist_ok=True)
+        # Rank 0 reads RUN_DIR and hands the checkpoint (or its error) to the others, so RUN_DIR
+        # need not be on a filesystem every machine sees.
+        found, problem = None, None
+        if self.world.is_root:
+            try:
+                found = self._find_checkpoint(resume)
+            except TrainError as exc:
+                problem = str(exc)
+        found, problem = broadcast_object((found, problem), self.world)
+        if problem:
+            raise TrainError(problem)
+        if found is not None:
+            self._restore(found)
+        elif self.world.is_root and os.path.exists(self.metrics_path):
+            os.unlink(self.metrics_path)  # a fresh run in a reused directory starts a fresh log
+        if self.world.is_root:
+            self._write_config()
+
+    # ----------------------------------------------------------------------------- state
+
+    def _find_checkpoint(self, resume):
+        """The checkpoint to continue from (None for a fresh run); rank 0 only."""
+        os.makedirs(self.cfg.run_dir, exist_ok=True)
         if resume is None:
             resume = os.path.isfile(self.latest_path)
         elif resume and not os.path.isfile(self.latest_path):
             raise TrainError(f"--resume: {self.latest_path} does not exist, nothing to resume")
-        if resume:
-            self._restore(ckpt_io.load_checkpoint(self.latest_path))
-        elif os.path.exists(self.metrics_path):
-            os.unlink(self.metrics_path)  # a fresh run in a reused directory starts a fresh log
-        self._write_config()
-
-    # ----------------------------------------------------------------------------- state
+        return ckpt_io.load_checkpoint(self.latest_path) if resume else None
 
     def config_dict(self):
         cfg = asdict(self.cfg)
@@ -428,9 +460,10 @@ class Trainer:
         self.net.step = ck.step
         self.schedule.load_state_dict(ck.schedule)
         self.epoch, self.batch_in_epoch, self.wall_offset = ck.epoch, ck.batch_in_epoch, ck.wall_seconds
-        self.epoch_totals.load_state_dict(ck.epoch_totals)
+        if self.world.is_root:  # the epoch's running sums so far; other ranks add from zero
+            self.epoch_totals.load_state_dict(ck.epoch_totals)
+            self._truncate_metrics(ck.step, ck.epoch)
         self.resumed_from = ck.step
-        self._truncate_metrics(ck.step, ck.epoch)
         self._say(f"resuming {self.cfg.run_dir} from step {ck.step} (epoch {ck.epoch + 1}, batch {ck.batch_in_epoch})")
 
     def _truncate_metrics(self, step, epochs_done):
@@ -466,12 +499,31 @@ class Trainer:
         )
 
     def save_latest(self, wall_seconds):
-        ckpt_io.save_checkpoint(self.latest_path, self._checkpoint(wall_seconds))
+        """latest.h5, written by rank 0 (every rank calls it: the epoch's sums are gathered first)."""
+        self._gather_epoch_totals()
+        if self.world.is_root:
+            ckpt_io.save_checkpoint(self.latest_path, self._checkpoint(wall_seconds))
+
+    def _gather_epoch_totals(self):
+        """Sum the ranks' running epoch totals into rank 0's (the others restart from zero), so that
+        checkpoints and epoch records hold the whole global batch's numbers."""
+        if self.world.size == 1:
+            return
+        errors, mine = self.epoch_totals.errors, self.epoch_totals
+        counts = allreduce_sum(np.array([errors.count, errors.top1_wrong, errors.top5_wrong], np.int64), self.world)
+        loss_sum = float(allreduce_sum(np.array([mine.loss_sum]), self.world)[0])
+        if not self.world.is_root:
+            counts[:], loss_sum = 0, 0.0
+        errors.count, errors.top1_wrong, errors.top5_wrong = (int(c) for c in counts)
+        mine.loss_sum = loss_sum
 
     def _save_epoch(self, wall_seconds):
-        """ckpt-<epochs done>.h5 and latest.h5 (a hard link to it when the filesystem allows)."""
+        """ckpt-<epochs done>.h5 and latest.h5 (a hard link to it when the filesystem allows); rank 0."""
+        if not self.world.is_root:
+            return
         path = os.path.join(self.cfg.run_dir, ckpt_io.epoch_checkpoint_name(self.epoch))
-        ckpt_io.save_checkpoint(path, self._checkpoint(wall_seconds))
+        checkpoint = self._checkpoint(wall_seconds)
+        ckpt_io.save_checkpoint(path, checkpoint)
         tmp = self.latest_path + ".link-tmp"
         try:
             if os.path.exists(tmp):
@@ -479,7 +531,7 @@ class Trainer:
             os.link(path, tmp)
             os.replace(tmp, self.latest_path)
         except OSError:
-            self.save_latest(wall_seconds)
+            ckpt_io.save_checkpoint(self.latest_path, checkpoint)
         ckpt_io.prune_checkpoints(self.cfg.run_dir, self.cfg.keep)
 
     # ----------------------------------------------------------------------------- logging
@@ -489,6 +541,8 @@ class Trainer:
             print(text, file=sys.stderr, flush=True)
 
     def _log(self, record):
+        if not self.world.is_root:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -499,14 +553,24 @@ class Trainer:
         """This epoch's batches from `batch_in_epoch` on: the reader's batch b depends only on
         (seed, epoch, b), so skipping the first ones reproduces the rest exactly."""
         batches = self.train_set.batches(self.cfg.batch_size, train=True, crop=self.cfg.input_size,
-                                         seed=self.cfg.seed, epoch=self.epoch, drop_last=True)  # fmt: skip
+                                         seed=self.cfg.seed, epoch=self.epoch, drop_last=True,
+                                         part=(self.world.rank, self.world.size))  # fmt: skip
         return islice(batches, self.batch_in_epoch, None)
 
     def _step(self, x, labels):
         """forward, backward, finite checks, SGD update. Returns the loss."""
         from . import ops
 
+        world = self.world
+        if world.size > 1:
+            # this rank's share of the global batch: its place there keeps the dropout masks those
+            # of one process, and its gradient counts by its share of the batch
+            self.net.sample_offset = share_bounds(self.cfg.batch_size, world.rank, world.size)[0]
         loss = self.net.forward_backward(x, labels)
+        if world.size > 1:
+            share = len(labels) / self.cfg.batch_size
+            allreduce_mean_(self.net.flat_grads, world, weight=share, staging=self._staging())
+            loss = float(allreduce_sum(np.array([loss * share]), world)[0])
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss is {loss}")
         if not _all_finite(self.net.flat_grads):
@@ -514,6 +578,25 @@ class Trainer:
         ops.sgd_momentum_update(self.net.flat_params, self.net.flat_grads, self.net.flat_momentum,
                                 self.schedule.lr, self.cfg.momentum, self.cfg.weight_decay)  # fmt: skip
         return loss
+
+    def _staging(self):
+        """The pinned host buffer a GPU gradient is reduced through (allocated on first use)."""
+        if self.cfg.device != "cuda":
+            return None
+        if getattr(self, "_pinned_gradient", None) is None:
+            from numba import cuda
+
+            self._pinned_gradient = cuda.pinned_array(self.net.param_count(), np.float32)
+        return self._pinned_gradient
+
+    def _agree_to_stop(self, stop):
+        """Whether any rank got SIGINT/SIGTERM: every rank must leave the loop at the same step, or
+        the others would wait in the next allreduce. A rank told by its peers stops as for SIGTERM."""
+        if self.world.size > 1:
+            votes = allreduce_sum(np.array([stop.signum is not None], np.int64), self.world)
+            if votes[0] and stop.signum is None:
+                stop.signum = signal.SIGTERM
+        return stop.signum is not None
 
     def run(self):
         from tqdm import tqdm
@@ -542,10 +625,10 @@ class Trainer:
                                 f"stopped before updating the parameters"
                             ) from None
                         self.batch_in_epoch += 1
-                        n = len(labels)
+                        n = cfg.batch_size  # the global batch, over every rank
                         epoch_images += n
                         window_images += n
-                        self.epoch_totals.add(loss, _softmax_host(self.net.last_logits(n)), labels)
+                        self.epoch_totals.add(loss, _softmax_host(self.net.last_logits(len(labels))), labels)
                         elapsed = time.perf_counter() - window_start
                         images_per_second = window_images / max(elapsed, 1e-9)
                         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", lr=f"{self.schedule.lr:g}")
@@ -562,7 +645,7 @@ class Trainer:
                             })  # fmt: skip
                             window_start, window_images = time.perf_counter(), 0
                         done_steps = cfg.max_steps and self.net.step >= cfg.max_steps
-                        if stop.signum is not None or done_steps:
+                        if self._agree_to_stop(stop) or done_steps:
                             break
                         mid_epoch = self.batch_in_epoch < self.batches_per_epoch  # the epoch end saves anyway
                         if cfg.save_every and self.net.step % cfg.save_every == 0 and mid_epoch:
@@ -581,7 +664,7 @@ class Trainer:
                 record = self._end_epoch(epoch_images / train_seconds, wall)
                 self._save_epoch(wall())
                 self._say(_epoch_line(record))
-                if stop.signum is not None:
+                if self._agree_to_stop(stop):
                     raise Interrupted(stop.signum)
                 if cfg.max_steps and self.net.step >= cfg.max_steps:
                     result["stopped"] = "max_steps"
@@ -591,6 +674,7 @@ class Trainer:
 
     def _end_epoch(self, images_per_second, wall):
         cfg = self.cfg
+        self._gather_epoch_totals()
         train = self.epoch_totals.result()
         record = {
             "kind": "epoch", "step": self.net.step, "epoch": self.epoch + 1, "lr": self.schedule.lr,
@@ -600,7 +684,7 @@ class Trainer:
         monitored = None
         if self.val_set is not None:
             val = evaluate(self.net, self.val_set, crop=cfg.input_size, batch_size=cfg.eval_batch_size or cfg.batch_size,
-                           progress=cfg.progress, desc="val")  # fmt: skip
+                           progress=cfg.progress, desc="val", world=self.world)  # fmt: skip
             record.update(val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"])
             monitored = val["top1_error"]
         self.epoch += 1
