@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peak", type=float, default=None,
                         help="fp32 peak for the share-of-peak figure: GFLOP/s on CPU (default 150), TFLOP/s on CUDA (67)")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. the machine's load)")
+    parser.add_argument("--mpi", action="store_true",
+                        help="instead: allreduce time per step for the 62M-parameter gradient over --ranks MPI "
+                             "processes, against MPI's own point-to-point bandwidth at that message size")
+    parser.add_argument("--ranks", type=int, default=2, help="MPI processes for --mpi (default 2)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: batch 1, 2 repeats, small bandwidth probe, no JIT timing unless asked")
 
@@ -88,6 +92,10 @@ def run(args) -> int:
     from . import backends, cases, peers, report
     from .shapes import alexnet_shapes
 
+    if args.mpi:
+        from .mpi_allreduce import run_launched
+
+        return run_launched(args.ranks, repeat=args.repeat or 10, json_path=args.json, quick=args.quick)
     device = args.device
     try:
         groups = _selected_groups(args.ops, device, args.quick)

@@ -38,7 +38,14 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1  # ranks on this machine
     comm: object = None
+
+    def threads_per_rank(self, cores=None) -> int:
+        """This machine's cores shared out among its ranks: oversubscribed kernel threads spin
+        against each other and against MPI's progress polling."""
+        cores = cores or os.cpu_count() or 1
+        return max(1, cores // self.local_size)
 
     @property
     def is_root(self) -> bool:
@@ -64,7 +71,8 @@ def init_world(environ=None) -> World:
     comm = MPI.COMM_WORLD
     # Ranks sharing a node get consecutive local ranks, whatever the launcher calls them.
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
-    world = World(rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local.Get_rank(), comm=comm)
+    world = World(rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local.Get_rank(),
+                  local_size=local.Get_size(), comm=comm)
     local.Free()
     return world
 
@@ -99,13 +107,13 @@ def _scale_inplace(buf, factor):
 
 def _wait(request, world: World, what: str, timeout_s: float):
     """Poll a non-blocking request; abort the whole job if it makes no progress in `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    spins = 0
-    while not request.Test():
-        spins += 1
-        if spins > 1000:  # past the first microseconds, stop burning the core MPI's progress needs
-            time.sleep(0.0005)
-        if time.monotonic() > deadline:
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while not request.Test():  # each Test also drives MPI's progress engine: poll without pause...
+        now = time.monotonic()
+        if now - start > 1.0:  # ...until the wait is clearly not a transfer but a slow peer
+            time.sleep(0.001)
+        if now > deadline:
             print(
                 f"refnet: rank {world.rank}/{world.size}: {what} made no progress for {timeout_s:.0f} s; "
                 "another rank has died or hangs. Aborting the whole job.",

@@ -351,10 +351,11 @@ class Trainer:
                 f"--batch-size {cfg.batch_size}: the global batch must divide by the number of ranks ({self.world.size})"
             )
         self.local_batch = cfg.batch_size // self.world.size
-        if cfg.workers:
+        threads = cfg.workers or (self.world.threads_per_rank() if self.world.local_size > 1 else 0)
+        if threads:
             import numba
 
-            numba.set_num_threads(min(cfg.workers, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
             check_device(cfg.device)
         except ValueError as exc:

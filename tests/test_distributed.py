@@ -76,3 +76,22 @@ def test_a_rank_that_stops_makes_the_job_fail_with_a_message():
     result = run_mpi("hang", timeout=90)
     assert result.returncode != 0
     assert "made no progress for 2 s" in result.stderr and "Aborting the whole job" in result.stderr
+
+
+def test_threads_are_shared_out_among_a_machines_ranks():
+    assert World(local_size=2).threads_per_rank(cores=16) == 8
+    assert World(local_size=4).threads_per_rank(cores=2) == 1
+    assert World().threads_per_rank(cores=2) == 2
+
+
+@needs_mpi
+def test_bench_mpi_reports_allreduce_against_pingpong(tmp_path, capsys):
+    from refnet.cli import main
+
+    out = tmp_path / "mpi.json"
+    assert main(["bench", "--mpi", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ranks"] == 2 and result["bytes"] == 4 * result["elements"]
+    assert result["median_s"] > 0 and result["pingpong_GBps"] > 0
+    assert result["bus_over_pingpong"] == pytest.approx(result["bus_bandwidth_GBps"] / result["pingpong_GBps"])
+    assert "allreduce bus bandwidth / ping-pong" in capsys.readouterr().out
