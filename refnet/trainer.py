@@ -294,12 +294,8 @@ class _StopRequest:
         return False
 
 
-def _all_finite(flat):
-    host = flat if isinstance(flat, np.ndarray) else flat.copy_to_host()
-    return bool(np.isfinite(host).all())
-
-
 def _first_non_finite_grad(net):
+    """Which gradient went bad (only after ops.all_finite said one did: it copies them all to the host)."""
     for name, grad in net.grad_dict().items():
         if not np.isfinite(grad).all():
             return name
@@ -574,7 +570,7 @@ class Trainer:
             loss = float(allreduce_sum(np.array([loss * share]), world)[0])
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss is {loss}")
-        if not _all_finite(self.net.flat_grads):
+        if not ops.all_finite(self.net.flat_grads):
             raise NonFiniteError(f"the gradient of {_first_non_finite_grad(self.net)} is not finite")
         ops.sgd_momentum_update(self.net.flat_params, self.net.flat_grads, self.net.flat_momentum,
                                 self.schedule.lr, self.cfg.momentum, self.cfg.weight_decay)  # fmt: skip

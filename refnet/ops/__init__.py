@@ -36,6 +36,7 @@ _OPS = {
     "softmax_cross_entropy": "softmax_cross_entropy",
     "softmax_cross_entropy_backward": "softmax_cross_entropy",
     "sgd_momentum_update": "sgd",
+    "all_finite": "finite",
 }
 
 __all__ = sorted(_OPS)

@@ -123,3 +123,13 @@ def test_avgpool_matches_cpu(gpu, rng, size, stride):
     dy = rng.standard_normal(y_cpu.shape).astype(np.float32)
     dx = ops.avgpool2d_backward(gpu.put(dy), x.shape, size, stride, out=gpu.poisoned(x.shape))
     np.testing.assert_allclose(gpu.get(dx, "dx"), ops.avgpool2d_backward(dy, x.shape, size, stride), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the simulator runs
+# inf - inf in numpy, which warns about the NaN the kernel tests for
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_all_finite_matches_cpu(gpu, rng, bad):
+    x = rng.standard_normal((3, 301)).astype(np.float32)
+    if bad is not None:
+        x[2, 300] = bad
+    assert ops.all_finite(gpu.put(x)) is ops.all_finite(x) is (bad is None)
