@@ -25,7 +25,6 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from itertools import islice
 
 import numpy as np
 
@@ -549,10 +548,9 @@ class Trainer:
     def _train_batches(self):
         """This epoch's batches from `batch_in_epoch` on: the reader's batch b depends only on
         (seed, epoch, b), so skipping the first ones reproduces the rest exactly."""
-        batches = self.train_set.batches(self.cfg.batch_size, train=True, crop=self.cfg.input_size,
-                                         seed=self.cfg.seed, epoch=self.epoch, drop_last=True,
-                                         part=(self.world.rank, self.world.size))  # fmt: skip
-        return islice(batches, self.batch_in_epoch, None)
+        return self.train_set.batches(self.cfg.batch_size, train=True, crop=self.cfg.input_size,
+                                      seed=self.cfg.seed, epoch=self.epoch, drop_last=True,
+                                      part=(self.world.rank, self.world.size), first_batch=self.batch_in_epoch)  # fmt: skip
 
     def _step(self, x, labels):
         """forward, backward, finite checks, SGD update. Returns the loss."""

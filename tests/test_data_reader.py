@@ -477,3 +477,18 @@ def test_prefetch_runs_inline_where_the_threading_layer_forbids_concurrent_kerne
     monkeypatch.setattr(prefetch_module, "concurrent_kernels_are_safe", lambda: False)
     with pytest.warns(RuntimeWarning, match="workqueue"):
         assert list(prefetch_module.prefetch(iter(range(5)), 2)) == [0, 1, 2, 3, 4]
+
+
+def test_first_batch_starts_mid_epoch_with_the_same_batches(tmp_path):
+    from refnet.data import ShardDataset
+
+    ds = ShardDataset(_dataset_for_parts(tmp_path), "train")
+    kwargs = dict(train=True, crop=12, seed=2, epoch=3, prefetch_depth=0)
+    whole = [(x.copy(), y.copy()) for x, y in ds.batches(4, **kwargs)]
+    rest = [(x.copy(), y.copy()) for x, y in ds.batches(4, first_batch=2, **kwargs)]
+    assert len(rest) == len(whole) - 2
+    for (x, y), (xr, yr) in zip(whole[2:], rest):
+        np.testing.assert_array_equal(xr, x)
+        np.testing.assert_array_equal(yr, y)
+    with pytest.raises(ValueError, match="first_batch"):
+        ds.batches(4, first_batch=-1, **kwargs)

@@ -177,8 +177,11 @@ class ShardDataset:
         return np.random.default_rng([seed, epoch, _PERMUTATION_STREAM]).permutation(len(self))
 
     def batches(self, batch_size, *, train, crop=227, seed=0, epoch=0, ten_crop=False, drop_last=False, prefetch_depth=2,
-                part=(0, 1)):
+                part=(0, 1), first_batch=0):
         """Yield (x, labels) for one epoch; see the module docstring for what x holds.
+
+        `first_batch` starts the epoch at that batch without reading the ones before it (a run
+        resumed mid-epoch): batch b is a function of (seed, epoch, b) alone, so it is the same batch.
 
         `part=(rank, ranks)` yields only that rank's contiguous share of every batch (data-parallel
         training, refnet.distributed): the batches are planned, and their random draws made, for
@@ -201,10 +204,12 @@ class ShardDataset:
             raise ValueError(f"crop: expected at most the stored image size {self.image_size}, got {crop}")
         if ten_crop and train:
             raise ValueError("ten_crop: only for evaluation (train=False)")
+        first_batch = check_positive_int("first_batch", first_batch, minimum=0)
         rank, ranks = _check_part(part)
         order = self.epoch_order(train=train, seed=seed, epoch=epoch)
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
-        plan = enumerate(order[start : start + batch_size] for start in range(0, stop, batch_size))
+        starts = range(first_batch * batch_size, stop, batch_size)
+        plan = ((start // batch_size, order[start : start + batch_size]) for start in starts)
         size, views = self.image_size, (10 if ten_crop else 1)
         local_rows = share_bounds(batch_size, 0, ranks)[1]  # the largest share of a full batch
         # a batch array is reused once the consumer has dropped it (see refnet/data/recycle.py):
