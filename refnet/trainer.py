@@ -227,20 +227,20 @@ def check_memory(layers, param_count, batch_size, device):
         )
 
 
-def open_datasets(data_dir):
+def open_datasets(data_dir, progress=True):
     """(train, val or None) ShardDatasets, or a TrainError saying what is wrong with `data_dir`."""
     from .data import ShardDataset
 
     if not os.path.isdir(data_dir):
         raise TrainError(f"--data {data_dir}: no such directory (convert images first: refnet convert {data_dir} --train DIR)")
     try:
-        train = ShardDataset(data_dir, "train")
+        train = ShardDataset(data_dir, "train", progress=progress)
     except ValueError as exc:
         raise TrainError(f"--data {data_dir} is not a usable converted dataset: {exc}") from None
     if len(train) == 0:
         raise TrainError(f"--data {data_dir}: the train split holds no images")
     try:
-        val = ShardDataset(data_dir, "val")
+        val = ShardDataset(data_dir, "val", progress=progress)
     except ValueError as exc:
         if "is not in" not in str(exc):  # a val split that exists but is broken is an error
             raise TrainError(f"--data {data_dir}: the val split is not usable: {exc}") from None
@@ -359,7 +359,7 @@ class Trainer:
             from numba import cuda
 
             cuda.select_device(self.world.local_rank % len(cuda.gpus))
-        self.train_set, self.val_set = open_datasets(cfg.data)
+        self.train_set, self.val_set = open_datasets(cfg.data, progress=cfg.progress)
         self.classes = self.train_set.classes
         if cfg.input_size > self.train_set.image_size:
             raise TrainError(

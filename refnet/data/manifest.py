@@ -99,7 +99,7 @@ def _write_cache(path, cache):
         pass  # a read-only home only costs re-hashing next time
 
 
-def verify_checksums(paths_and_digests):
+def verify_checksums(paths_and_digests, *, progress=True):
     """Raise ValueError for the first shard whose sha256 differs from the manifest's.
 
     Shards already verified with the same path, size and mtime (see the module docstring) are
@@ -117,7 +117,8 @@ def verify_checksums(paths_and_digests):
         return
     try:
         total = sum(fingerprint[0] for _, fingerprint in todo)
-        with tqdm(total=total, desc="verifying shard checksums", unit="B", unit_scale=True, leave=False) as bar:
+        with tqdm(total=total, desc="verifying shard checksums", unit="B", unit_scale=True, leave=False,
+                  disable=not progress) as bar:
             for path, fingerprint in todo:
                 actual = file_sha256(path)
                 if actual != fingerprint[2]:

@@ -55,10 +55,10 @@ class ShardDataset:
 
     verify=True checks every shard's sha256 against the manifest (once per shard file version, see
     refnet/data/manifest.py); False skips it. Structure (attributes, shapes, label range) is always
-    checked when the dataset is opened.
+    checked when the dataset is opened. progress=False hides the hashing's progress bar.
     """
 
-    def __init__(self, root, split, *, verify=True):
+    def __init__(self, root, split, *, verify=True, progress=True):
         self.root = os.fspath(root)
         self.split = split
         manifest = load_manifest(self.root)
@@ -70,7 +70,7 @@ class ShardDataset:
             if not os.path.isfile(path):
                 raise ValueError(f"split {split!r}: shard {path!r} listed in the manifest is missing")
         if verify:
-            verify_checksums(zip(self.shard_paths, (shard["sha256"] for shard in entry["shards"])))
+            verify_checksums(zip(self.shard_paths, (shard["sha256"] for shard in entry["shards"])), progress=progress)
         counts = [int(shard["count"]) for shard in entry["shards"]]
         if sum(counts) != int(entry.get("count", sum(counts))):
             raise ValueError(f"manifest: split {split!r} count {entry['count']} != sum of its shard counts {sum(counts)}")
