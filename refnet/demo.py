@@ -23,7 +23,9 @@ import time
 # Measured choices: images converted to 76 px, random 67 px crops (AlexNet's smallest input), 10
 # classes. On the 2-core machine, lr 0.01: about 4.5 minutes end to end (warm Numba cache), 155
 # training images/s, val top-1 error 24% (centre crop) / 21% (10-crop); lr 0.015: 21% / 19%;
-# 36 epochs of 100 images per class at lr 0.01: 27% / 24%.
+# 36 epochs of 100 images per class at lr 0.01: 27% / 24%. With stripe and checker periods of
+# 10-18 px (refnet/synth.py), lr 0.015: 17.0% / 15.0%, `make demo` 4 min 29 s on an installed
+# .venv (269 s for the demo itself, 154 training images/s).
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
