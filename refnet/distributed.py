@@ -81,7 +81,7 @@ def local_batch_size(global_batch: int, world: World) -> int:
     """The per-rank batch; the global batch must divide by the number of ranks."""
     if global_batch % world.size:
         raise ValueError(
-            f"batch_size: the global batch must divide by the number of ranks ({world.size}), got {global_batch}"
+            f"batch_size: expected a global batch that divides by the number of ranks ({world.size}), got {global_batch}"
         )
     return global_batch // world.size
 
@@ -91,12 +91,6 @@ def share_bounds(n: int, rank: int, size: int):
     per_rank, extra = divmod(n, size)  # a last partial batch: the first `extra` ranks take one more
     start = rank * per_rank + min(rank, extra)
     return start, start + per_rank + (1 if rank < extra else 0)
-
-
-def rank_share(global_indices, world: World):
-    """Rank `world.rank`'s contiguous, disjoint share of one global batch of sample indices."""
-    start, stop = share_bounds(len(global_indices), world.rank, world.size)
-    return global_indices[start:stop]
 
 
 @njit(cache=True, parallel=True)
@@ -172,15 +166,6 @@ def broadcast_object(obj, world: World, *, root=0):
     if world.size == 1:
         return obj
     return world.comm.bcast(obj, root=root)
-
-
-def broadcast_(flat, world: World, *, root=0, timeout_s=DEFAULT_TIMEOUT_S):
-    """Copy rank `root`'s 1-D host float32 buffer to every rank, in place (start-up and resume)."""
-    if world.size == 1:
-        return flat
-    request = world.comm.Ibcast(flat, root=root)
-    _wait(request, world, "parameter broadcast", timeout_s)
-    return flat
 
 
 def barrier(world: World, *, timeout_s=DEFAULT_TIMEOUT_S, what="barrier"):

@@ -334,18 +334,17 @@ class Trainer:
     (or to an interruption) and returns a summary dict."""
 
     def __init__(self, cfg: TrainConfig, *, resume=None):
-        from .distributed import init_world
+        from .distributed import init_world, local_batch_size
 
         # Data-parallel over MPI when started by mpiexec/srun (refnet.distributed): every rank runs
         # this same object; rank 0 alone writes RUN_DIR and prints.
         self.world = init_world()
         cfg = replace(cfg, progress=cfg.progress and self.world.is_root)
         self.cfg = cfg
-        if cfg.batch_size % self.world.size:
-            raise TrainError(
-                f"--batch-size {cfg.batch_size}: the global batch must divide by the number of ranks ({self.world.size})"
-            )
-        self.local_batch = cfg.batch_size // self.world.size
+        try:
+            self.local_batch = local_batch_size(cfg.batch_size, self.world)
+        except ValueError as exc:
+            raise TrainError(f"--batch-size: {exc}") from None
         threads = cfg.workers or (self.world.threads_per_rank() if self.world.local_size > 1 else 0)
         if threads:
             import numba

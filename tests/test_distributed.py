@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from refnet.distributed import World, init_world, launched_under_mpi, local_batch_size, rank_share
+from refnet.distributed import World, init_world, launched_under_mpi, local_batch_size, share_bounds
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "mpi_scripts", "allreduce_probe.py")
 
@@ -37,14 +37,14 @@ def test_launcher_variables_are_recognised():
 
 def test_global_batch_must_divide_by_ranks():
     assert local_batch_size(128, World(rank=1, size=4)) == 32
-    with pytest.raises(ValueError, match="batch_size.*divide by the number of ranks \\(3\\).*128"):
+    with pytest.raises(ValueError, match="batch_size: expected a global batch that divides by the number of ranks \\(3\\), got 128"):
         local_batch_size(128, World(rank=0, size=3))
 
 
 @pytest.mark.parametrize("n,size", [(8, 2), (7, 2), (10, 4), (3, 4)])
 def test_rank_shares_are_disjoint_and_cover_the_batch(n, size):
     batch = np.arange(100, 100 + n)
-    shares = [rank_share(batch, World(rank=r, size=size)) for r in range(size)]
+    shares = [batch[slice(*share_bounds(n, r, size))] for r in range(size)]
     assert np.array_equal(np.concatenate(shares), batch)
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
@@ -58,7 +58,7 @@ def run_mpi(mode, n=2, timeout=60):
 
 
 @needs_mpi
-def test_two_ranks_allreduce_weighted_mean_broadcast_and_shares():
+def test_two_ranks_allreduce_weighted_mean_sum_and_shares():
     result = run_mpi("reduce")
     assert result.returncode == 0, result.stderr
     rows = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")),
@@ -67,7 +67,7 @@ def test_two_ranks_allreduce_weighted_mean_broadcast_and_shares():
     for r in rows:
         # rank 0 holds 1s with weight 3/4, rank 1 holds 2s with weight 1/4
         np.testing.assert_allclose(r["grad"], [0.75 * 1 + 0.25 * 2] * 7, rtol=1e-6)
-        assert r["params"] == [0.0, 1.0, 2.0]
+        assert r["counts"] == [3, 30]  # (1 + 2), (10 + 20)
     assert rows[0]["share"] + rows[1]["share"] == list(range(7))
 
 

@@ -88,4 +88,4 @@ def test_a_two_rank_run_resumes_in_one_process(data_dir, tmp_path):
 def test_global_batch_must_divide_by_the_ranks(data_dir, tmp_path):
     result = mpi_train(args(data_dir, tmp_path / "run", "--batch-size", "3"))
     assert result.returncode != 0
-    assert "--batch-size 3: the global batch must divide by the number of ranks (2)" in result.stderr
+    assert "--batch-size: batch_size: expected a global batch that divides by the number of ranks (2), got 3" in result.stderr

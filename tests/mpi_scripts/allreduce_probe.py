@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from refnet.distributed import allreduce_mean_, broadcast_, init_world, rank_share
+from refnet.distributed import allreduce_mean_, allreduce_sum, init_world, share_bounds
 
 mode = sys.argv[1]
 world = init_world()
@@ -14,10 +14,9 @@ if mode == "reduce":
     grad = np.full(7, world.rank + 1, dtype=np.float32)
     weight = 3 / 4 if world.rank == 0 else 1 / 4
     allreduce_mean_(grad, world, weight=weight)
-    params = np.arange(3, dtype=np.float32) * (world.rank + 1)
-    broadcast_(params, world)
-    share = rank_share(np.arange(7), world).tolist()
-    print(json.dumps({"rank": world.rank, "size": world.size, "grad": grad.tolist(), "params": params.tolist(),
+    counts = allreduce_sum(np.array([1, 10], np.int64) * (world.rank + 1), world)
+    share = list(range(*share_bounds(7, world.rank, world.size)))
+    print(json.dumps({"rank": world.rank, "size": world.size, "grad": grad.tolist(), "counts": counts.tolist(),
                       "share": share}), flush=True)
 elif mode == "hang":
     if world.rank == 1:
