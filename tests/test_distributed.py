@@ -61,8 +61,8 @@ def run_mpi(mode, n=2, timeout=60):
 def test_two_ranks_allreduce_weighted_mean_sum_and_shares():
     result = run_mpi("reduce")
     assert result.returncode == 0, result.stderr
-    rows = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")),
-                  key=lambda r: r["rank"])
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    rows = sorted(json.loads(line), key=lambda r: r["rank"])
     assert [r["rank"] for r in rows] == [0, 1] and all(r["size"] == 2 for r in rows)
     for r in rows:
         # rank 0 holds 1s with weight 3/4, rank 1 holds 2s with weight 1/4

@@ -1,4 +1,5 @@
-"""Run under mpiexec by tests/test_distributed.py: prints one JSON line per rank."""
+"""Run under mpiexec by tests/test_distributed.py: rank 0 prints one JSON line with every rank's
+results (gathered, since lines printed by several ranks at once can interleave)."""
 
 import json
 import sys
@@ -16,8 +17,10 @@ if mode == "reduce":
     allreduce_mean_(grad, world, weight=weight)
     counts = allreduce_sum(np.array([1, 10], np.int64) * (world.rank + 1), world)
     share = list(range(*share_bounds(7, world.rank, world.size)))
-    print(json.dumps({"rank": world.rank, "size": world.size, "grad": grad.tolist(), "counts": counts.tolist(),
-                      "share": share}), flush=True)
+    mine = {"rank": world.rank, "size": world.size, "grad": grad.tolist(), "counts": counts.tolist(), "share": share}
+    rows = world.comm.gather(mine, root=0)
+    if world.is_root:
+        print(json.dumps(rows), flush=True)
 elif mode == "hang":
     if world.rank == 1:
         time.sleep(120)  # a rank that stopped making progress
