@@ -78,6 +78,18 @@ class ErrorCounter:
         self.loss_sum += float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).sum())
         np.add.at(self.confusion, (labels, top[:, 0]), 1)
 
+    def sum_over_ranks(self, world):
+        """Replace every count with its sum over the data-parallel ranks (refnet.distributed)."""
+        if world.size == 1:
+            return
+        from .distributed import allreduce_sum
+
+        counts = np.concatenate([[self.count, self.top1_wrong, self.top5_wrong], self.confusion.reshape(-1)])
+        counts = allreduce_sum(counts.astype(np.int64), world)
+        self.count, self.top1_wrong, self.top5_wrong = (int(c) for c in counts[:3])
+        self.confusion = counts[3:].reshape(self.confusion.shape)
+        self.loss_sum = float(allreduce_sum(np.array([self.loss_sum]), world)[0])
+
     def result(self):
         n = max(self.count, 1)
         return {
@@ -117,7 +129,7 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
     """
     from tqdm import tqdm
 
-    from .distributed import World, allreduce_sum
+    from .distributed import World
 
     world = world or World()
     images_per_batch = max(1, batch_size // 10) if ten_crop else batch_size
@@ -129,11 +141,7 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
         for x, labels in bar:
             if len(labels):  # a rank's share of a last batch smaller than the number of ranks
                 counter.add(crop_probabilities(net, x), labels)
-    if world.size > 1:
-        counts = allreduce_sum(np.array([counter.count, counter.top1_wrong, counter.top5_wrong], np.int64), world)
-        counter.count, counter.top1_wrong, counter.top5_wrong = (int(c) for c in counts)
-        counter.loss_sum = float(allreduce_sum(np.array([counter.loss_sum]), world)[0])
-        counter.confusion = allreduce_sum(counter.confusion.reshape(-1), world).reshape(counter.confusion.shape)
+    counter.sum_over_ranks(world)
     result = counter.result()
     result["confusion"] = counter.confusion
     return result

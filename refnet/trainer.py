@@ -504,13 +504,11 @@ class Trainer:
         checkpoints and epoch records hold the whole global batch's numbers."""
         if self.world.size == 1:
             return
-        errors, mine = self.epoch_totals.errors, self.epoch_totals
-        counts = allreduce_sum(np.array([errors.count, errors.top1_wrong, errors.top5_wrong], np.int64), self.world)
-        loss_sum = float(allreduce_sum(np.array([mine.loss_sum]), self.world)[0])
+        totals = self.epoch_totals
+        totals.errors.sum_over_ranks(self.world)
+        totals.loss_sum = float(allreduce_sum(np.array([totals.loss_sum]), self.world)[0])
         if not self.world.is_root:
-            counts[:], loss_sum = 0, 0.0
-        errors.count, errors.top1_wrong, errors.top5_wrong = (int(c) for c in counts)
-        mine.loss_sum = loss_sum
+            self.epoch_totals = EpochTotals(len(self.classes))
 
     def _save_epoch(self, wall_seconds):
         """ckpt-<epochs done>.h5 and latest.h5 (a hard link to it when the filesystem allows); rank 0."""

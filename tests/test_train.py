@@ -30,12 +30,16 @@ def learnable_images(n, seed):
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
+def write_learnable_shards(root, train_images, val_images, shard_size):
+    """Shards of `learnable_images` (train seed 0, val seed 1) under `root`; returns root as a str."""
+    splits = {"train": learnable_images(train_images, 0), "val": learnable_images(val_images, 1)}
+    shard_writer.write_dataset(root, splits, [f"c{i}" for i in range(CLASSES)], shard_size=shard_size)
+    return str(root)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shards")
-    splits = {"train": learnable_images(12, 0), "val": learnable_images(6, 1)}
-    shard_writer.write_dataset(root, splits, [f"c{i}" for i in range(CLASSES)], shard_size=5)
-    return str(root)
+    return write_learnable_shards(tmp_path_factory.mktemp("shards"), 12, 6, shard_size=5)
 
 
 def train_args(data_dir, run_dir, *extra):

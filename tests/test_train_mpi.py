@@ -13,9 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-import shard_writer
 from test_distributed import find_mpiexec
-from test_train import CLASSES, CROP, learnable_images
+from test_train import CROP, write_learnable_shards
 
 from refnet import checkpoint as ck
 from refnet.cli import main
@@ -27,10 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mpi_shards")
-    splits = {"train": learnable_images(16, 0), "val": learnable_images(5, 1)}
-    shard_writer.write_dataset(root, splits, [f"c{i}" for i in range(CLASSES)], shard_size=6)
-    return str(root)
+    return write_learnable_shards(tmp_path_factory.mktemp("mpi_shards"), 16, 5, shard_size=6)
 
 
 def args(data_dir, run_dir, *extra):
