@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .timing import copy_bandwidth_gbs, time_cpu, time_events, time_interleaved
+from .timing import SETTLE_S, copy_bandwidth_gbs, time_cpu, time_events, time_interleaved
 
 
 class CpuBackend:
@@ -18,8 +18,9 @@ class CpuBackend:
     rate_unit, rate_scale = "GFLOP/s", 1e9
 
     def __init__(self, torch, warmup: int = 1, budget_s: float = 20.0, bandwidth_bytes: int = 256 << 20,
-                 min_time_s: float = 0.25):
+                 min_time_s: float = 0.25, settle_s: float = SETTLE_S):
         self.torch = torch
+        self.settle_s = settle_s
         self.warmup = warmup
         self.budget_s = budget_s
         self.bandwidth_bytes = bandwidth_bytes
@@ -56,10 +57,11 @@ class CpuBackend:
         return "numpy" if op == "gemm" else "torch"
 
     def time_pair(self, run, peer, repeat, whole_network=False):
-        """(refnet Timing, peer Timing or None), the two taking turns call by call."""
+        """(refnet Timing, peer Timing or None), the two taking turns (see time_interleaved)."""
         fns = [run] if peer is None else [run, peer]
         budget = self.budget_s * (3 if whole_network else 1)
-        timings = time_interleaved(fns, repeat, self.warmup, budget, min_time_s=self.min_time_s)
+        timings = time_interleaved(fns, repeat, self.warmup, budget, min_time_s=self.min_time_s,
+                                   settle_s=self.settle_s if peer is not None else 0.0)
         return timings[0], (timings[1] if peer is not None else None)
 
     def bandwidth_gbs(self) -> float:

@@ -91,6 +91,7 @@ def run(args) -> int:
 
     from . import backends, cases, peers, report
     from .shapes import alexnet_shapes
+    from .timing import SETTLE_S
 
     if args.mpi:
         from .mpi_allreduce import run_launched
@@ -121,7 +122,7 @@ def run(args) -> int:
     repeat = args.repeat or (2 if args.quick else (5 if device == "cpu" else 20))
     if device == "cpu":
         be = backends.CpuBackend(torch, warmup=1, bandwidth_bytes=(32 << 20) if args.quick else (256 << 20),
-                                 min_time_s=0.02 if args.quick else 0.25)
+                                 min_time_s=0.02 if args.quick else 0.25, settle_s=0.0 if args.quick else SETTLE_S)
     else:
         be = backends.CudaBackend(torch)
     peak = args.peak or DEFAULT_PEAK[device]
@@ -140,6 +141,7 @@ def run(args) -> int:
         "gemm_batch": gemm_batch,
         "input_size": args.input_size,
         "repeat": repeat,
+        "settle_s": be.settle_s if device == "cpu" else 0.0,
         "numba_threads": threads,
         "numba_threading_layer": numba.config.THREADING_LAYER,
         "torch": getattr(torch, "__version__", None),

@@ -202,7 +202,8 @@ def format_report(meta, rows, targets) -> str:
         "```",
         "",
         f"- batch {meta['batch']} (FC GEMMs: {meta['gemm_batch']}), input {meta['input_size']}, "
-        f"at least {meta['repeat']} timed calls per case",
+        f"at least {meta['repeat']} timed calls per case; refnet and its peer take turns, each turn "
+        f"{meta.get('settle_s', 0):g} s after the other side's last call",
         f"- threads: refnet (numba, {meta['numba_threading_layer']} layer) {meta['numba_threads']}, "
         f"torch {meta['torch_threads'] if meta['torch'] else 'n/a'}",
         f"- peers: torch {meta['torch'] or 'not installed'}; numpy BLAS {meta['numpy_blas']}",

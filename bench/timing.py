@@ -3,8 +3,9 @@
 Every timer calls `fn(i)` with the call's index i, so a case can rotate among several copies of
 its inputs (the GPU cases do, so the L2 cache does not flatter anyone). Warm-up calls come first
 and are not counted; the figure reported is the median of the timed calls. On the CPU refnet and
-its peer take turns call by call. A case that is slow stops early once it has `min_repeat`
-samples and has used its time budget, so a full run stays bounded on a small machine.
+its peer take turns, each turn after a pause that lets the other side's threads go to sleep. A
+case that is slow stops early once it has `min_repeat` samples and has used its time budget, so a
+full run stays bounded on a small machine.
 """
 
 import json
@@ -36,34 +37,56 @@ def time_cpu(fn, repeat: int, warmup: int = 1, budget_s: float = 20.0, min_repea
     return time_interleaved([fn], repeat, warmup, budget_s, min_repeat, min_time_s, max_repeat)[0]
 
 
+# After a call returns, a library's worker threads keep spinning for a while before they sleep
+# (OpenBLAS: 2**28 cycles, about 0.1 s here; OpenMP runtimes: up to their spin count or block
+# time), holding the cores the next call needs. Measured on the dev machine: numpy's matmul
+# right before each refnet GEMM call cut refnet's fc6 throughput from 136 to 77 GFLOP/s; with
+# a 0.2 s pause between the two sides, 134. Each side's turn therefore starts after this pause.
+SETTLE_S = 0.2
+# Calls shorter than this are repeated within one turn, so short ops do not pay a pause per call.
+TURN_S = 0.05
+
+
 def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, min_repeat: int = 3,
-                     min_time_s: float = 0.25, max_repeat: int = 1000) -> list:
-    """A Timing per function of `fns`, calling them in turn (A B A B ...) after `warmup` rounds.
+                     min_time_s: float = 0.25, max_repeat: int = 1000, settle_s: float = None,
+                     turn_s: float = TURN_S) -> list:
+    """A Timing per function of `fns`, taking turns (A A A, B B B, A A A ...) after `warmup` rounds.
 
     Taking turns exposes refnet and its peer to the same moments of a machine that other
-    processes share, so a burst of outside load does not land on one side only. At least `repeat`
-    rounds are timed, and short calls repeat until each function has had `min_time_s` (up to
-    `max_repeat` rounds): a single scheduler hiccup costs milliseconds, so a microsecond op needs
-    many samples for its median to mean anything. A slow case stops after `min_repeat` rounds
-    once a function has used `budget_s`.
+    processes share, so a burst of outside load does not land on one side only. Each turn starts
+    `settle_s` after the other side's last call (SETTLE_S when there are several functions, so that
+    the other library's spinning threads have gone to sleep) and times calls until it has lasted
+    `turn_s`. Sampling goes on until each function has at least `repeat` calls and `min_time_s`
+    of timed calls (up to `max_repeat` calls): a single scheduler hiccup costs milliseconds, so a
+    microsecond op needs many samples for its median to mean anything. A slow case stops after
+    `min_repeat` calls once a function has used `budget_s`.
     """
+    if settle_s is None:
+        settle_s = SETTLE_S if len(fns) > 1 else 0.0
     for i in range(warmup):
         for fn in fns:
             fn(i)
     samples = [[] for _ in fns]
     spent = [0.0 for _ in fns]
-    rounds = 0
+    calls = 0
     while True:
         for k, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn(warmup + rounds)
-            dt = time.perf_counter() - t0
-            samples[k].append(dt * 1e3)
-            spent[k] += dt
-        rounds += 1
-        if rounds >= min_repeat and max(spent) > budget_s:
+            if settle_s > 0:
+                time.sleep(settle_s)
+            turn = 0.0
+            for j in range(max_repeat):
+                t0 = time.perf_counter()
+                fn(warmup + calls + j)
+                dt = time.perf_counter() - t0
+                samples[k].append(dt * 1e3)
+                spent[k] += dt
+                turn += dt
+                if turn >= turn_s or len(samples[k]) >= max_repeat:
+                    break
+        calls = min(len(s) for s in samples)
+        if calls >= min_repeat and max(spent) > budget_s:
             break
-        if rounds >= max_repeat or (rounds >= repeat and min(spent) >= min_time_s):
+        if calls >= max_repeat or (calls >= repeat and min(spent) >= min_time_s):
             break
     return [Timing(statistics.median(s), s) for s in samples]
 
