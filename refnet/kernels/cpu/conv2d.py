@@ -15,10 +15,11 @@ The fast launchers turn a chunk of `nc` images and one group into GEMMs on the p
 (column l = i*P*Q + p*Q + q for image n0 + i):
     forward:          y_g (Kg, L)  = w_g (Kg, D) @ patches (L, D).T        patches: a row per output pixel
     backward filter:  dw_g (Kg, D) += dy_g (Kg, L) @ cols (D, L).T          cols: a row per (c, r, s)
-    backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g.T (L, Kg).T       then col2im adds dcols into dx
-Every matrix is laid out so that the GEMM finds its K dimension contiguous (its fastest case, no
-packing), and K is padded with zeros to a multiple of 16 floats so the vector loop has no
-remainder. Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
+    backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g (Kg, L)            then col2im adds dcols into dx
+The first two are dot-product GEMMs (gemm_nt_serial) and find their K dimension contiguous, padded
+with zeros to a multiple of 16 floats so the vector loop has no remainder. The third updates rows
+of dcols with rows of dy_g (gemm_rows_serial), reading w in place: no transposed copy of w or dy,
+and no horizontal sums over the short K = Kg. Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
 Parallelism is over chunks, not inside the GEMMs: each thread runs im2col, GEMM and col2im of its
 own chunks (one parallel region per call instead of one per GEMM; the many small regions cost
 milliseconds each when the two cores are shared with other processes). Every element of y and dx
@@ -31,7 +32,7 @@ are tested against.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_nt_serial, padded_pitch
+from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
 CHUNK_COLUMNS = 1024
@@ -166,20 +167,6 @@ def _dy_rows(dy_rows, pitch, dy, n0, nc, k0, Kg):
 
 
 @njit(cache=True, nogil=True)
-def _dy_columns(dy_cols, pitch, dy, n0, nc, k0, Kg):
-    """dy_cols[(i*P*Q + p*Q + q)*pitch + k] = dy[n0 + i, k0 + k, p, q] (0 in the padding up to pitch)."""
-    PQ = dy.shape[2] * dy.shape[3]
-    for l in range(nc * PQ):
-        i = l // PQ
-        pq = l - i * PQ
-        row = dy_cols[l * pitch : (l + 1) * pitch]
-        for k in range(Kg):
-            row[k] = dy[n0 + i, k0 + k].reshape(-1)[pq]
-        for k in range(Kg, pitch):
-            row[k] = np.float32(0.0)
-
-
-@njit(cache=True, nogil=True)
 def _weight_rows(w_rows, pitch, w):
     """w_rows[k*pitch + d] = w[k, d] for w seen as (K, D) (0 in the padding up to pitch)."""
     K, D = w.shape
@@ -188,21 +175,6 @@ def _weight_rows(w_rows, pitch, w):
             w_rows[k * pitch + d] = w[k, d]
         for d in range(D, pitch):
             w_rows[k * pitch + d] = np.float32(0.0)
-
-
-@njit(cache=True, nogil=True)
-def _weight_columns(w_cols, pitch, w, groups):
-    """w_cols[g, d*pitch + kk] = w[g*Kg + kk, d] for w seen as (K, D): w_g.T per group, rows padded."""
-    K, D = w.shape
-    Kg = K // groups
-    for gd in range(groups * D):
-        g = gd // D
-        d = gd - g * D
-        row = w_cols[g, d * pitch : (d + 1) * pitch]
-        for kk in range(Kg):
-            row[kk] = w[g * Kg + kk, d]
-        for kk in range(Kg, pitch):
-            row[kk] = np.float32(0.0)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -252,7 +224,7 @@ def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
+def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
     """One task per part (a run of chunks): dw_parts[part] = that part's share of dw, and dx of its
     images. Each part walks its chunks in order, so the sums do not depend on the threads."""
     N, C = x.shape[0], x.shape[1]
@@ -264,7 +236,6 @@ def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, n
         dw_part = dw_parts[part]
         cols = np.empty(D * l_pitch, dtype=np.float32)
         dy_rows = np.empty(Kg * l_pitch, dtype=np.float32)
-        dy_cols = np.empty(nc * PQ * k_pitch if need_dx else 0, dtype=np.float32)
         first = part * chunks_per_part
         for t in range(first, min(chunks, first + chunks_per_part)):
             n0 = t * nc
@@ -278,10 +249,10 @@ def _backward(dx, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, n
                 gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
                                Kg, D, pitch, np.float32(1.0), beta)
                 if need_dx:
-                    # cols has been used: its memory now takes the gradient of the columns.
-                    _dy_columns(dy_cols, k_pitch, dy, n0, m, g * Kg, Kg)
-                    gemm_nt_serial(cols, pitch, w_cols[g], k_pitch, dy_cols, k_pitch,
-                                   D, m * PQ, k_pitch, np.float32(1.0), np.float32(0.0))
+                    # cols has been used: its memory now takes the gradient of the columns,
+                    # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.
+                    gemm_rows_serial(cols, pitch, w_flat[g * Kg * D :], 1, D, dy_rows, pitch,
+                                     D, pitch, Kg, np.float32(1.0), np.float32(0.0))
                     _col2im(dx, cols, pitch, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
 
 
@@ -316,13 +287,9 @@ def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     nc, chunks = _chunking(N, dy.shape[2] * dy.shape[3])
     chunks_per_part = (chunks + PARTS - 1) // PARTS
     parts = (chunks + chunks_per_part - 1) // chunks_per_part
-    k_pitch = padded_pitch(Kg)
     need_dx = dx is not None
-    w_cols = np.empty((groups, D * k_pitch), dtype=np.float32)
-    if need_dx:
-        _weight_columns(w_cols, k_pitch, w.reshape(K, D), groups)
     dw_parts = np.empty((parts, K * D), dtype=np.float32)
-    _backward(dx if need_dx else x, dw_parts, x, w_cols, k_pitch, dy, R, S, stride, pad, groups, nc, chunks,
+    _backward(dx if need_dx else x, dw_parts, x, w.reshape(-1), dy, R, S, stride, pad, groups, nc, chunks,
               chunks_per_part, need_dx)
     _sum_parts(dw.reshape(-1), dw_parts, parts)
     _bias_gradient(db, dy)

@@ -343,6 +343,38 @@ def _rows_tile(c, ldc, a, sa_i, sa_p, b, ldb, i0, j0, mb, nb, K, alpha, beta, ti
                 c_i[j] = t_i[j] + beta * c_i[j]
 
 
+@njit(fastmath=True, cache=True, nogil=True)
+def gemm_rows_serial(c, ldc, a, sa_i, sa_p, b, ldb, M, N, K, alpha, beta):
+    """c[i*ldc + j] = alpha * sum_p a[i*sa_i + p*sa_p] * b[p*ldb + j] + beta * c[i*ldc + j] on the
+    calling thread, for callers that share out whole GEMMs over the threads (conv2d, per chunk of
+    images) and hand over c and b with padded row pitches (see padded_pitch), so both are used in
+    place. For each block of ROWS_NB columns and slice of ROWS_KC rows of b (which stays in L2),
+    every row of c passes over the slice, four at a time."""
+    for i in range(M):
+        c_i = c[i * ldc : i * ldc + N]
+        if beta == np.float32(0.0):
+            for j in range(N):
+                c_i[j] = np.float32(0.0)
+        elif beta != np.float32(1.0):
+            for j in range(N):
+                c_i[j] *= beta
+    m4 = M - M % 4
+    for j0 in range(0, N, ROWS_NB):
+        nb = min(ROWS_NB, N - j0)
+        for p0 in range(0, K, ROWS_KC):
+            kc = min(ROWS_KC, K - p0)
+            k8 = kc - kc % 8
+            b0 = p0 * ldb + j0
+            for i in range(0, m4, 4):
+                a0 = i * sa_i + p0 * sa_p
+                _rows_4x8(c, i * ldc + j0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, k8, nb, alpha)
+                if k8 < kc:
+                    _rows_edge(c, i * ldc + j0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, 4, k8, kc, nb, alpha)
+            if m4 < M:
+                _rows_edge(c, m4 * ldc + j0, ldc, a, m4 * sa_i + p0 * sa_p, sa_i, sa_p, b, b0, ldb, M - m4, 0, kc,
+                           nb, alpha)
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p op(a)[i, p] op(b)[p, j] + beta * c[i*ldc + j], 1-D arrays.
