@@ -40,15 +40,34 @@ def test_matches_reference_with_beta(rng, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("trans_a, trans_b", CASES)
-@pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600)])
+@pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600), (70, 600, 13)])
 def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, trans_b):
-    # 300 and 130 cross a macro-tile edge, 270 and 530 a K-slice edge; none is a multiple of 4.
+    # 300, 130 and 600 cross a tile edge of one of the two forms, 270 and 530 a K-slice edge;
+    # none is a multiple of 4 and 13 is shorter than the 8 rows of b the row update takes at once.
     a, b = operands(rng, M, N, K, trans_a, trans_b)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
     fast, naive = c0.copy(), c0.copy()
     kernels.gemm(fast, a, b, trans_a, trans_b, 0.5, -2.0)
     kernels.gemm_naive(naive, a, b, trans_a, trans_b, 0.5, -2.0)
     np.testing.assert_allclose(fast, naive, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+def test_serial_row_update_matches_naive_with_pitches(rng, beta):
+    # conv2d hands gemm_rows_serial flat buffers with row pitches wider than the rows, and a
+    # read in place with any strides (here a.T: sa_i = 1, sa_p = M).
+    M, N, K, ldc, ldb = 23, 530, 270, 544, 560
+    a = rng.standard_normal((K, M)).astype(np.float32)
+    b = rng.standard_normal((K, ldb)).astype(np.float32)
+    c = rng.standard_normal((M, ldc)).astype(np.float32)
+    want = c.copy()
+    kernels.gemm_naive(want[:, :N], a, np.ascontiguousarray(b[:, :N]), True, False, 1.5, beta)
+    if beta == 0.0:
+        c[:, :N] = np.nan
+    kernels.gemm_rows_serial(c.reshape(-1), ldc, a.reshape(-1), 1, M, b.reshape(-1), ldb, M, N, K,
+                             np.float32(1.5), np.float32(beta))
+    np.testing.assert_allclose(c[:, :N], want[:, :N], rtol=1e-4, atol=1e-4 * np.sqrt(K))
+    np.testing.assert_array_equal(c[:, N:], want[:, N:])
 
 
 def test_beta_zero_ignores_nan_in_c(rng):
