@@ -1,5 +1,6 @@
 """2-D convolution: forward against a float64 loop reference, backward by central differences, the
-im2col + GEMM kernels against the direct loop nests, poisoned outputs, determinism, validation."""
+im2col + GEMM and Winograd kernels against the direct loop nests, poisoned outputs, determinism,
+validation."""
 
 import numpy as np
 import pytest
@@ -72,19 +73,49 @@ def test_backward_matches_central_differences(rng, N, C, H, W, K, R, S, stride, 
     (3, 30, 7, 7, 37, 3, 3, 1, 1, 1),
 ])
 def test_gemm_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _fast_against_direct(rng, kernels.conv2d_forward, kernels.conv2d_backward, N, C, H, W, K, R, S, stride, pad, groups)
+
+
+def _fast_against_direct(rng, forward, backward, N, C, H, W, K, R, S, stride, pad, groups):
     x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
     shape = out_shape(N, H, W, K, R, S, stride, pad)
     dy = rng.standard_normal(shape).astype(np.float32)
     fast = [poisoned(shape), poisoned(x.shape), poisoned(w.shape), poisoned(b.shape)]
     direct = [poisoned(shape), poisoned(x.shape), poisoned(w.shape), poisoned(b.shape)]
-    kernels.conv2d_forward(fast[0], x, w, b, stride, pad, groups)
-    kernels.conv2d_backward(*fast[1:], x, w, dy, stride, pad, groups)
+    forward(fast[0], x, w, b, stride, pad, groups)
+    backward(*fast[1:], x, w, dy, stride, pad, groups)
     kernels.conv2d_forward_direct(direct[0], x, w, b, stride, pad, groups)
     kernels.conv2d_backward_direct(*direct[1:], x, w, dy, stride, pad, groups)
     reduction = (C // groups * R * S, K // groups * R * S, N * shape[2] * shape[3], N * shape[2] * shape[3])
     for name, f, d, n_terms in zip(("y", "dx", "dw", "db"), fast, direct, reduction):
         assert_all_written(f, name)
         np.testing.assert_allclose(f, d, rtol=1e-4, atol=1e-4 * np.sqrt(n_terms), err_msg=name)
+
+
+# 3x3 stride 1 goes to the Winograd kernels: odd and even outputs (half-empty edge tiles), every
+# padding (pad 3 makes the backward's padding negative), groups, an output of one pixel, chunks of
+# several images.
+WINOGRAD_GEOMETRIES = [
+    GEOMETRIES[0],
+    (2, 4, 8, 9, 6, 3, 3, 1, 1, 2),
+    (1, 3, 5, 6, 5, 3, 3, 1, 2, 1),
+    (2, 2, 4, 5, 3, 3, 3, 1, 3, 1),
+    (1, 2, 3, 3, 2, 3, 3, 1, 0, 2),
+    (9, 5, 13, 13, 7, 3, 3, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", WINOGRAD_GEOMETRIES)
+def test_winograd_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    assert kernels._winograd_applies(np.empty((K, C // groups, R, S)), stride)
+    _fast_against_direct(rng, kernels.conv2d_forward, kernels.conv2d_backward, N, C, H, W, K, R, S, stride, pad, groups)
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", WINOGRAD_GEOMETRIES[:3] + GEOMETRIES)
+def test_im2col_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    # Still the path of every other geometry, and callable for 3x3 stride 1 too.
+    _fast_against_direct(rng, kernels.conv2d_forward_im2col, kernels.conv2d_backward_im2col,
+                         N, C, H, W, K, R, S, stride, pad, groups)
 
 
 def test_backward_without_dx(rng):
