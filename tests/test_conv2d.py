@@ -92,9 +92,9 @@ def _fast_against_direct(rng, forward, backward, N, C, H, W, K, R, S, stride, pa
         np.testing.assert_allclose(f, d, rtol=1e-4, atol=1e-4 * np.sqrt(n_terms), err_msg=name)
 
 
-# 3x3 stride 1 goes to the Winograd kernels: odd and even outputs (half-empty edge tiles), every
-# padding (pad 3 makes the backward's padding negative), groups, an output of one pixel, chunks of
-# several images.
+# 3x3 and 5x5 stride 1 go to the Winograd kernels: odd and even outputs (half-empty edge tiles),
+# every padding (pad 3 with 3x3 and pad 5 with 5x5 make the backward's padding negative), groups,
+# an output of one pixel, chunks of several images.
 WINOGRAD_GEOMETRIES = [
     GEOMETRIES[0],
     (2, 4, 8, 9, 6, 3, 3, 1, 1, 2),
@@ -102,6 +102,10 @@ WINOGRAD_GEOMETRIES = [
     (2, 2, 4, 5, 3, 3, 3, 1, 3, 1),
     (1, 2, 3, 3, 2, 3, 3, 1, 0, 2),
     (9, 5, 13, 13, 7, 3, 3, 1, 1, 1),
+    (2, 3, 9, 8, 4, 5, 5, 1, 2, 1),
+    (1, 4, 7, 6, 6, 5, 5, 1, 0, 2),
+    (2, 2, 5, 5, 3, 5, 5, 1, 5, 1),
+    (3, 6, 27, 27, 5, 5, 5, 1, 2, 1),
 ]
 
 

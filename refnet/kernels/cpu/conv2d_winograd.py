@@ -1,9 +1,14 @@
-"""3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) on the CPU (Lavin & Gray,
-"Fast Algorithms for Convolutional Neural Networks", 2015): AlexNet's conv3, conv4 and conv5, and
-the backward-data pass of each (a 3x3 stride-1 convolution of dy with the flipped filters).
+"""Stride-1 convolution by Winograd's minimal filtering on the CPU (Lavin & Gray, "Fast Algorithms
+for Convolutional Neural Networks", 2015): F(2x2, 3x3) for AlexNet's conv3, conv4 and conv5,
+F(2x2, 5x5) for conv2, and the backward-data pass of each (a stride-1 convolution of dy with the
+filters turned by 180 degrees).
 
     y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * x[n, g*Cg + c, p - pad + r, q - pad + s]
-    (the formula of conv2d.py with stride 1, R = S = 3; x is 0 outside the image)
+    (the formula of conv2d.py with stride 1, R = S = 3 or 5; x is 0 outside the image)
+
+F(2x2, 3x3) is written out below; F(2x2, 5x5) works the same way on 6x6 blocks with the
+matrices written out with its functions further down (36 GEMMs, 2.6x fewer multiply-adds than the direct sum on
+conv2's 27x27 outputs).
 
 Each 2x2 block of outputs (a tile; tile t = (i, tp, tq) covers y[n0 + i, :, 2tp : 2tp+2, 2tq : 2tq+2])
 is computed from the 4x4 block d of input under it as
@@ -13,12 +18,13 @@ is computed from the 4x4 block d of input under it as
 (elementwise product inside the sum). For each of the 16 positions e of the 4x4 transforms the sum
 over c is a GEMM: M[e] (Kg, T) = U[e] (Kg, Cg) @ V[e] (Cg, T), 16 GEMMs with 2.25x fewer
 multiply-adds in all than the direct convolution (1.9x on 13x13 outputs, whose 7x7 tiles cover
-14x14). The transforms add, subtract and halve: the result differs from the direct sum only by
-float32 rounding.
+14x14). The result differs from the direct sum only by float32 rounding: measured on the test
+shapes, about 2e-7 of the largest output for F(2x2, 3x3) (its transforms add, subtract and
+halve) and 2e-6 for F(2x2, 5x5) (its transforms scale by up to 16 and 1/24).
 
-Layouts (float32): x (N, C, H, W), w (K, Cg, 3, 3), b (K,), y (N, K, P, Q) as in conv2d.py;
-U (groups, 16, Kg, Cg); per chunk of nc images, V (16 blocks of (Cg, pitch)) and M (16 blocks of
-(Kg, pitch)), the blocks spread_stride() apart, with
+Layouts (float32): x (N, C, H, W), w (K, Cg, R, R), b (K,), y (N, K, P, Q) as in conv2d.py;
+U (groups, E, Kg, Cg) with E = 16 (3x3) or 36 (5x5); per chunk of nc images, V (E blocks of
+(Cg, pitch)) and M (E blocks of (Kg, pitch)), the blocks spread_stride() apart, with
 T = nc*TP*TQ tiles (TP = ceil(P/2), TQ = ceil(Q/2)), tile index t = (i*TP + tp)*TQ + tq, and pitch
 = padded_pitch(T) (zeros past T). The GEMMs are gemm_rows_serial (rows of V along the tiles).
 Parallelism is over chunks of images, each on one thread: every output belongs to one chunk, so
@@ -30,8 +36,8 @@ from numba import njit, prange
 
 from .gemm import gemm_rows_serial, padded_pitch
 
-# Tiles per chunk of images: enough columns for the GEMMs to run at speed (rows of about 200
-# floats), few enough that V and M of a chunk stay near the L2 cache.
+# Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
+# 46, 66, 77 and 67 GFLOP/s on one core with 98, 196, 392 and 784 tiles).
 CHUNK_TILES = 392
 
 
@@ -88,26 +94,44 @@ def filter_transform(u, w, backward):
 
 
 @njit(cache=True, nogil=True)
+def _clear(padded):
+    for h in range(padded.shape[0]):
+        for col in range(padded.shape[1]):
+            padded[h, col] = np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def _place(padded, plane, pad):
+    """Copy the image plane into the zeroed scratch at (pad, pad); what it does not reach stays 0
+    (pad < 0 crops the image instead)."""
+    H, W = plane.shape
+    PH, PW = padded.shape
+    for h in range(max(0, -pad), min(H, PH - pad)):
+        src = plane[h]
+        dst = padded[h + pad]
+        for col in range(max(0, -pad), min(W, PW - pad)):
+            dst[col + pad] = src[col]
+
+
+@njit(cache=True, nogil=True)
+def _zero_tails(v, e_stride, E, start, end):
+    """v[e*e_stride + start : e*e_stride + end] = 0 for the E blocks (the padding of a row of V)."""
+    for e in range(E):
+        for t in range(e * e_stride + start, e * e_stride + end):
+            v[t] = np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
 def _input_transform(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ):
     """v[e*e_stride + c*pitch + t] = (B^T d B)[e // 4, e % 4], d = the 4x4 input block of tile t in
     channel c0 + c (rows 2tp - pad .., columns 2tq - pad .., 0 outside the image); 0 for t >= T.
     `padded` is scratch for one plane with its zero border, (2*TP + 2, 2*TQ + 2): every block
     is then read without a bounds check."""
-    H, W = x.shape[2], x.shape[3]
     T = nc * TP * TQ
-    PH, PW = padded.shape
-    for h in range(PH):
-        for col in range(PW):
-            padded[h, col] = np.float32(0.0)
+    _clear(padded)
     for c in range(Cg):
         for i in range(nc):
-            plane = x[n0 + i, c0 + c]
-            # The image lands at (pad, pad); rows and columns it does not reach stay 0.
-            for h in range(max(0, -pad), min(H, PH - pad)):
-                src = plane[h]
-                dst = padded[h + pad]
-                for col in range(max(0, -pad), min(W, PW - pad)):
-                    dst[col + pad] = src[col]
+            _place(padded, x[n0 + i, c0 + c], pad)
             for tp in range(TP):
                 r0, r1, r2, r3 = padded[2 * tp], padded[2 * tp + 1], padded[2 * tp + 2], padded[2 * tp + 3]
                 at = c * pitch + (i * TP + tp) * TQ
@@ -131,10 +155,7 @@ def _input_transform(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ)
                     o += 4 * e_stride
                     v[o], v[o + e_stride] = a30 - a32, a31 + a32
                     v[o + 2 * e_stride], v[o + 3 * e_stride] = a32 - a31, a31 - a33
-        for e in range(16):
-            row = v[e * e_stride + c * pitch : e * e_stride + (c + 1) * pitch]
-            for t in range(T, pitch):
-                row[t] = np.float32(0.0)
+        _zero_tails(v, e_stride, 16, c * pitch + T, (c + 1) * pitch)
 
 
 @njit(cache=True, nogil=True)
@@ -169,10 +190,129 @@ def _output_transform(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, TQ
                             plane[p0 + 1, q0 + 1] = s11 - s21 - s31 + bias
 
 
+# ---------------------------------------------------------------------------------------------
+# F(2x2, 5x5) (conv2 and its backward-data): 6x6 blocks, 36 GEMMs. The transforms of one dimension
+# (points 0, 1, -1, 2, -2 and infinity; derived by Toom-Cook and checked against the direct sum):
+#     B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+#     G   = [1/4 0 0 0 0; -1/6 -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6 -1/6;
+#            1/24 1/12 1/6 1/3 2/3; 1/24 -1/12 1/6 -1/3 2/3; 0 0 0 0 1]
+#     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
+# each applied to the rows and then the columns of a block.
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5):
+    four, five, two = np.float32(4.0), np.float32(5.0), np.float32(2.0)
+    return (four * d0 - five * d2 + d4,
+            d3 + d4 - four * (d1 + d2),
+            d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1),
+            d4 - d2 + two * (d1 - d3),
+            four * d1 - five * d3 + d5)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _g6(f0, f1, f2, f3, f4):
+    sixth, quarter, twentyfourth = np.float32(1.0 / 6.0), np.float32(0.25), np.float32(1.0 / 24.0)
+    two, four, eight, sixteen = np.float32(2.0), np.float32(4.0), np.float32(8.0), np.float32(16.0)
+    even = f0 + f2 + f4
+    odd = f1 + f3
+    return (quarter * f0,
+            -sixth * (even + odd),
+            -sixth * (even - odd),
+            twentyfourth * (f0 + four * f2 + sixteen * f4 + two * f1 + eight * f3),
+            twentyfourth * (f0 + four * f2 + sixteen * f4 - two * f1 - eight * f3),
+            f4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _at6(m0, m1, m2, m3, m4, m5):
+    return m0 + m1 + m2 + m3 + m4, m1 - m2 + np.float32(2.0) * (m3 - m4) + m5
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def filter_transform5(u, w, backward):
+    """As filter_transform, for 5x5 filters: u (groups, 36, Kg, Cg) (forward) or (groups, 36, Cg, Kg)
+    (backward, the filters turned by 180 degrees), u[.., e, ..] = (G f G^T)[e // 6, e % 6]."""
+    groups = u.shape[0]
+    K, Cg = w.shape[0], w.shape[1]
+    Kg = K // groups
+    for gk in prange(groups * Kg):
+        g = gk // Kg
+        kk = gk - g * Kg
+        t = np.empty((6, 5), dtype=np.float32)
+        for c in range(Cg):
+            f = w[gk, c]
+            if backward:
+                f = f[::-1, ::-1]
+            for s in range(5):
+                t[0, s], t[1, s], t[2, s], t[3, s], t[4, s], t[5, s] = _g6(f[0, s], f[1, s], f[2, s], f[3, s], f[4, s])
+            for r in range(6):
+                row = _g6(t[r, 0], t[r, 1], t[r, 2], t[r, 3], t[r, 4])
+                for j in range(6):
+                    if backward:
+                        u[g, 6 * r + j, c, kk] = row[j]
+                    else:
+                        u[g, 6 * r + j, kk, c] = row[j]
+
+
+@njit(cache=True, nogil=True)
+def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ):
+    """As _input_transform, for 6x6 blocks: v[e*e_stride + c*pitch + t] = (B^T d B)[e // 6, e % 6]."""
+    T = nc * TP * TQ
+    t = np.empty((6, 6), dtype=np.float32)
+    _clear(padded)
+    for c in range(Cg):
+        for i in range(nc):
+            _place(padded, x[n0 + i, c0 + c], pad)
+            for tp in range(TP):
+                rows = padded[2 * tp : 2 * tp + 6]
+                at = c * pitch + (i * TP + tp) * TQ
+                for tq in range(TQ):
+                    q = 2 * tq
+                    for s in range(6):
+                        t[0, s], t[1, s], t[2, s], t[3, s], t[4, s], t[5, s] = _bt6(
+                            rows[0, q + s], rows[1, q + s], rows[2, q + s], rows[3, q + s], rows[4, q + s], rows[5, q + s])
+                    o = at + tq
+                    for r in range(6):
+                        out = _bt6(t[r, 0], t[r, 1], t[r, 2], t[r, 3], t[r, 4], t[r, 5])
+                        for j in range(6):
+                            v[o + (6 * r + j) * e_stride] = out[j]
+        _zero_tails(v, e_stride, 36, c * pitch + T, (c + 1) * pitch)
+
+
+@njit(cache=True, nogil=True)
+def _output_transform5(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, TQ):
+    """As _output_transform, for 6x6 blocks: M[e] = m[e*e_stride + kk*pitch + t]."""
+    P, Q = y.shape[2], y.shape[3]
+    z = np.empty((6, 2), dtype=np.float32)
+    for kk in range(Kg):
+        bias = b[k0 + kk] if has_bias else np.float32(0.0)
+        for i in range(nc):
+            plane = y[n0 + i, k0 + kk]
+            for tp in range(TP):
+                for tq in range(TQ):
+                    t = kk * pitch + (i * TP + tp) * TQ + tq
+                    for r in range(6):
+                        o = t + 6 * r * e_stride
+                        z[r, 0], z[r, 1] = _at6(m[o], m[o + e_stride], m[o + 2 * e_stride], m[o + 3 * e_stride],
+                                                m[o + 4 * e_stride], m[o + 5 * e_stride])
+                    p0 = 2 * tp
+                    q0 = 2 * tq
+                    for j in range(2):
+                        top, bottom = _at6(z[0, j], z[1, j], z[2, j], z[3, j], z[4, j], z[5, j])
+                        if q0 + j < Q:
+                            plane[p0, q0 + j] = top + bias
+                            if p0 + 1 < P:
+                                plane[p0 + 1, q0 + j] = bottom + bias
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
+    """u (groups, E, Kg, Cg): E = 16 for F(2x2, 3x3), 36 for F(2x2, 5x5)."""
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
-    groups, Kg, Cg = u.shape[0], u.shape[2], u.shape[3]
+    groups, E, Kg, Cg = u.shape[0], u.shape[1], u.shape[2], u.shape[3]
+    block = 4 if E == 16 else 6
     P, Q = y.shape[2], y.shape[3]
     TP, TQ = (P + 1) // 2, (Q + 1) // 2
     pitch = padded_pitch(nc * TP * TQ)
@@ -181,32 +321,39 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
         m_images = min(nc, N - n0)
         v_stride = spread_stride(Cg * pitch)
         m_stride = spread_stride(Kg * pitch)
-        v = np.empty(16 * v_stride, dtype=np.float32)
-        m = np.empty(16 * m_stride, dtype=np.float32)
-        padded = np.empty((2 * TP + 2, 2 * TQ + 2), dtype=np.float32)
+        v = np.empty(E * v_stride, dtype=np.float32)
+        m = np.empty(E * m_stride, dtype=np.float32)
+        padded = np.empty((2 * TP + block - 2, 2 * TQ + block - 2), dtype=np.float32)
         for g in range(groups):
-            _input_transform(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
-            for e in range(16):
+            if block == 4:
+                _input_transform(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+            else:
+                _input_transform5(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+            for e in range(E):
                 gemm_rows_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, 1,
                                  v[e * v_stride :], pitch, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
-            _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
+            if block == 4:
+                _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
+            else:
+                _output_transform5(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
 
 
-def conv3x3_forward(y, x, w, b, pad, groups):
-    """y = conv(x, w) + b for a 3x3 filter, stride 1, zero padding pad."""
-    K, Cg = w.shape[0], w.shape[1]
-    u = np.empty((groups, 16, K // groups, Cg), dtype=np.float32)
-    filter_transform(u, w, False)
+def winograd_forward(y, x, w, b, pad, groups):
+    """y = conv(x, w) + b for a 3x3 or 5x5 filter, stride 1, zero padding pad."""
+    K, Cg, R = w.shape[0], w.shape[1], w.shape[2]
+    u = np.empty((groups, (R + 1) ** 2, K // groups, Cg), dtype=np.float32)
+    (filter_transform if R == 3 else filter_transform5)(u, w, False)
     _run(y, x, u, b, True, pad)
 
 
-def conv3x3_backward_data(dx, w, dy, pad, groups):
-    """dx of a 3x3 stride-1 convolution with padding pad: the convolution of dy with the filters
-    flipped in both directions, their input and output channels swapped (per group), padding 2 - pad."""
-    K, Cg = w.shape[0], w.shape[1]
-    u = np.empty((groups, 16, Cg, K // groups), dtype=np.float32)
-    filter_transform(u, w, True)
-    _run(dx, dy, u, np.zeros(1, dtype=np.float32), False, 2 - pad)
+def winograd_backward_data(dx, w, dy, pad, groups):
+    """dx of a 3x3 or 5x5 stride-1 convolution with padding pad: the convolution of dy with the
+    filters turned by 180 degrees, their input and output channels swapped (per group), padding
+    R - 1 - pad."""
+    K, Cg, R = w.shape[0], w.shape[1], w.shape[2]
+    u = np.empty((groups, (R + 1) ** 2, Cg, K // groups), dtype=np.float32)
+    (filter_transform if R == 3 else filter_transform5)(u, w, True)
+    _run(dx, dy, u, np.zeros(1, dtype=np.float32), False, R - 1 - pad)
 
 
 def _run(y, x, u, b, has_bias, pad):
