@@ -25,8 +25,8 @@ own chunks (one parallel region per call instead of one per GEMM; the many small
 milliseconds each when the two cores are shared with other processes). Every element of y and dx
 belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order, and the parts
 are then added in order, so results are bit-identical run to run whatever the thread count.
-The 3x3 and 5x5 stride-1 convolutions (AlexNet's conv2-conv5) and their backward-data pass go to
-conv2d_winograd.py instead (1.6-1.8x faster on those layers' forward); `conv2d_forward_im2col` and
+The 3x3 and 5x5 stride-1 convolutions (AlexNet's conv2-conv5), forward and both backward passes,
+go to conv2d_winograd.py instead (1.5-1.8x faster on those layers); `conv2d_forward_im2col` and
 `conv2d_backward_im2col` remain callable for every geometry. `conv2d_forward_direct` and
 `conv2d_backward_direct` are the plain loop nests the fast launchers are tested against.
 """
@@ -34,7 +34,7 @@ conv2d_winograd.py instead (1.6-1.8x faster on those layers' forward); `conv2d_f
 import numpy as np
 from numba import njit, prange
 
-from .conv2d_winograd import winograd_backward_data, winograd_forward
+from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
@@ -285,10 +285,13 @@ def conv2d_forward(y, x, w, b, stride, pad, groups):
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
-    if dx is not None and _winograd_applies(w, stride):
+    if not _winograd_applies(w, stride):
+        conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups)
+        return
+    if dx is not None:
         winograd_backward_data(dx, w, dy, pad, groups)
-        dx = None
-    conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups)
+    winograd_backward_filter(dw, x, dy, pad, groups)
+    _bias_gradient(db, dy)
 
 
 def conv2d_forward_im2col(y, x, w, b, stride, pad, groups):

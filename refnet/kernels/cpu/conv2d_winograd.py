@@ -1,7 +1,7 @@
 """Stride-1 convolution by Winograd's minimal filtering on the CPU (Lavin & Gray, "Fast Algorithms
 for Convolutional Neural Networks", 2015): F(2x2, 3x3) for AlexNet's conv3, conv4 and conv5,
-F(2x2, 5x5) for conv2, and the backward-data pass of each (a stride-1 convolution of dy with the
-filters turned by 180 degrees).
+F(2x2, 5x5) for conv2; the backward-data pass of each (a stride-1 convolution of dy with the
+filters turned by 180 degrees) and the backward-filter pass (see its section below).
 
     y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * x[n, g*Cg + c, p - pad + r, q - pad + s]
     (the formula of conv2d.py with stride 1, R = S = 3 or 5; x is 0 outside the image)
@@ -34,11 +34,13 @@ results are bit-identical run to run whatever the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_rows_serial, padded_pitch
+from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
 # 46, 66, 77 and 67 GFLOP/s on one core with 98, 196, 392 and 784 tiles).
 CHUNK_TILES = 392
+# The backward filter's partial sums: a fixed number, so dw does not depend on the threads.
+FILTER_PARTS = 4
 
 
 @njit(cache=True, nogil=True)
@@ -336,6 +338,159 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
                 _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
             else:
                 _output_transform5(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward filter: the gradient of the transformed filter G w G^T is sum_t (B^T d B) * (A dY A^T)
+# (dY the 2x2 block of dy at tile t), so dw = G^T [ sum_t (A dY A^T) * (B^T d B) ] G, summed over
+# the tiles of every image: per position e, a dot-product GEMM over the tiles,
+#     S[e] (Kg, Cg) += Z[e] (Kg, T) @ V[e] (Cg, T).T,    Z[e] = (A dY A^T)[e // a, e % a].
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a_column(y0, y1, block):
+    """A y for a 2-vector y: (y0, y0 + y1, y0 - y1, -y1) for 4x4 blocks, (y0, y0 + y1, y0 - y1,
+    y0 + 2 y1, y0 - 2 y1, y1) for 6x6."""
+    two = np.float32(2.0)
+    if block == 4:
+        return y0, y0 + y1, y0 - y1, -y1, np.float32(0.0), np.float32(0.0)
+    return y0, y0 + y1, y0 - y1, y0 + two * y1, y0 - two * y1, y1
+
+
+@njit(cache=True, nogil=True)
+def _dy_transform(z, e_stride, pitch, dy, n0, nc, k0, Kg, TP, TQ, block):
+    """z[e*e_stride + kk*pitch + t] = (A dY A^T)[e // block, e % block], dY = the 2x2 block of
+    dy[n0 + i, k0 + kk] at tile t (0 outside P x Q); 0 for t >= T."""
+    P, Q = dy.shape[2], dy.shape[3]
+    T = nc * TP * TQ
+    col0 = np.empty(6, dtype=np.float32)
+    col1 = np.empty(6, dtype=np.float32)
+    for kk in range(Kg):
+        for i in range(nc):
+            plane = dy[n0 + i, k0 + kk]
+            for tp in range(TP):
+                for tq in range(TQ):
+                    p0, q0 = 2 * tp, 2 * tq
+                    zero = np.float32(0.0)
+                    y00 = plane[p0, q0]
+                    y01 = plane[p0, q0 + 1] if q0 + 1 < Q else zero
+                    y10 = plane[p0 + 1, q0] if p0 + 1 < P else zero
+                    y11 = plane[p0 + 1, q0 + 1] if p0 + 1 < P and q0 + 1 < Q else zero
+                    # columns of A dY, then each row of that times A^T
+                    col0[0], col0[1], col0[2], col0[3], col0[4], col0[5] = _a_column(y00, y10, block)
+                    col1[0], col1[1], col1[2], col1[3], col1[4], col1[5] = _a_column(y01, y11, block)
+                    o = kk * pitch + (i * TP + tp) * TQ + tq
+                    for r in range(block):
+                        z0, z1, z2, z3, z4, z5 = _a_column(col0[r], col1[r], block)
+                        at = o + block * r * e_stride
+                        z[at], z[at + e_stride], z[at + 2 * e_stride], z[at + 3 * e_stride] = z0, z1, z2, z3
+                        if block == 6:
+                            z[at + 4 * e_stride], z[at + 5 * e_stride] = z4, z5
+        _zero_tails(z, e_stride, block * block, kk * pitch + T, (kk + 1) * pitch)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part):
+    """s_parts[part, g, e] (Kg, Cg) = that part's sum over its chunks of Z[e] @ V[e].T (group g),
+    each part walking its chunks in order."""
+    N, C, K = x.shape[0], x.shape[1], dy.shape[1]
+    groups, E = s_parts.shape[1], s_parts.shape[2]
+    Kg, Cg = s_parts.shape[3], s_parts.shape[4]
+    block = 4 if E == 16 else 6
+    P, Q = dy.shape[2], dy.shape[3]
+    TP, TQ = (P + 1) // 2, (Q + 1) // 2
+    pitch = padded_pitch(nc * TP * TQ)
+    for part in prange(s_parts.shape[0]):
+        v_stride = spread_stride(Cg * pitch)
+        z_stride = spread_stride(Kg * pitch)
+        v = np.empty(E * v_stride, dtype=np.float32)
+        z = np.empty(E * z_stride, dtype=np.float32)
+        padded = np.empty((2 * TP + block - 2, 2 * TQ + block - 2), dtype=np.float32)
+        first = part * chunks_per_part
+        for chunk in range(first, min(chunks, first + chunks_per_part)):
+            n0 = chunk * nc
+            m_images = min(nc, N - n0)
+            beta = np.float32(0.0) if chunk == first else np.float32(1.0)
+            for g in range(groups):
+                if block == 4:
+                    _input_transform(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+                else:
+                    _input_transform5(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+                _dy_transform(z, z_stride, pitch, dy, n0, m_images, g * Kg, Kg, TP, TQ, block)
+                for e in range(E):
+                    gemm_nt_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch,
+                                   v[e * v_stride :], pitch, Kg, Cg, pitch, np.float32(1.0), beta)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _g_transpose(s0, s1, s2, s3, s4, s5, block):
+    """G^T s: the 3 (4x4 blocks) or 5 (6x6 blocks) filter taps from a transformed column s."""
+    half = np.float32(0.5)
+    if block == 4:
+        return s0 + half * (s1 + s2), half * (s1 - s2), half * (s1 + s2) + s3, np.float32(0.0), np.float32(0.0)
+    sixth, twelfth, twentyfourth = np.float32(1.0 / 6.0), np.float32(1.0 / 12.0), np.float32(1.0 / 24.0)
+    third, two_thirds = np.float32(1.0 / 3.0), np.float32(2.0 / 3.0)
+    return (np.float32(0.25) * s0 - sixth * (s1 + s2) + twentyfourth * (s3 + s4),
+            sixth * (s2 - s1) + twelfth * (s3 - s4),
+            sixth * (s3 + s4 - s1 - s2),
+            sixth * (s2 - s1) + third * (s3 - s4),
+            two_thirds * (s3 + s4) - sixth * (s1 + s2) + s5)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _sum_parts(s_parts):
+    """s_parts[0] = s_parts[0] + s_parts[1] + ... in that order, split over the threads by blocks."""
+    flat = s_parts.reshape(s_parts.shape[0], -1)
+    size = flat.shape[1]
+    for t in prange((size + 4095) // 4096):
+        for i in range(t * 4096, min(size, (t + 1) * 4096)):
+            total = flat[0, i]
+            for part in range(1, flat.shape[0]):
+                total += flat[part, i]
+            flat[0, i] = total
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _filter_gradient(dw, s):
+    """dw[g*Kg + kk, c] = G^T S G with S = s[g, :, kk, c] (E = 16 or 36 values), one thread per
+    output channel."""
+    groups, E, Kg, Cg = s.shape
+    block = 4 if E == 16 else 6
+    R = block - 1  # F(2x2, R x R) works on blocks of R + 1
+    zero = np.float32(0.0)
+    for gk in prange(groups * Kg):
+        g = gk // Kg
+        kk = gk - g * Kg
+        half_done = np.empty((5, 6), dtype=np.float32)
+        for c in range(Cg):
+            # columns first: half_done[:, j] = G^T S[:, j]
+            for j in range(block):
+                t = _g_transpose(s[g, j, kk, c], s[g, block + j, kk, c], s[g, 2 * block + j, kk, c],
+                                 s[g, 3 * block + j, kk, c], s[g, 4 * block + j, kk, c] if block == 6 else zero,
+                                 s[g, 5 * block + j, kk, c] if block == 6 else zero, block)
+                half_done[0, j], half_done[1, j], half_done[2, j], half_done[3, j], half_done[4, j] = t
+            for r in range(R):
+                row = _g_transpose(half_done[r, 0], half_done[r, 1], half_done[r, 2], half_done[r, 3],
+                                   half_done[r, 4] if block == 6 else zero,
+                                   half_done[r, 5] if block == 6 else zero, block)
+                dw[gk, c, r, 0], dw[gk, c, r, 1], dw[gk, c, r, 2] = row[0], row[1], row[2]
+                if block == 6:
+                    dw[gk, c, r, 3], dw[gk, c, r, 4] = row[3], row[4]
+
+
+def winograd_backward_filter(dw, x, dy, pad, groups):
+    """dw of a 3x3 or 5x5 stride-1 convolution with padding pad (db is not computed here)."""
+    K, Cg, R = dw.shape[0], dw.shape[1], dw.shape[2]
+    N = x.shape[0]
+    tiles = ((dy.shape[2] + 1) // 2) * ((dy.shape[3] + 1) // 2)
+    nc = max(1, min(N, round(CHUNK_TILES / tiles)))
+    chunks = (N + nc - 1) // nc
+    chunks_per_part = (chunks + FILTER_PARTS - 1) // FILTER_PARTS
+    parts = (chunks + chunks_per_part - 1) // chunks_per_part
+    s_parts = np.empty((parts, groups, (R + 1) ** 2, K // groups, Cg), dtype=np.float32)
+    _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part)
+    _sum_parts(s_parts)
+    _filter_gradient(dw, s_parts[0])
 
 
 def winograd_forward(y, x, w, b, pad, groups):
