@@ -111,8 +111,21 @@ WINOGRAD_GEOMETRIES = [
 
 @pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", WINOGRAD_GEOMETRIES)
 def test_winograd_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
-    assert kernels._winograd_applies(np.empty((K, C // groups, R, S)), stride)
-    _fast_against_direct(rng, kernels.conv2d_forward, kernels.conv2d_backward, N, C, H, W, K, R, S, stride, pad, groups)
+    _fast_against_direct(rng, kernels.conv2d_forward_winograd, kernels.conv2d_backward_winograd,
+                         N, C, H, W, K, R, S, stride, pad, groups)
+
+
+@pytest.mark.parametrize("N, K, R, stride, P, expected", [
+    (32, 384, 3, 1, 13, True),   # conv3-5 at 227
+    (32, 256, 5, 1, 27, True),   # conv2 at 227
+    (32, 256, 5, 1, 7, True),    # conv2 at the demo's 67
+    (32, 384, 3, 1, 3, False),   # conv3-5 at 67: 3x3 outputs
+    (1, 384, 3, 1, 13, False),   # one image: 49 tiles
+    (32, 96, 11, 4, 55, False),  # conv1
+    (32, 64, 3, 2, 13, False),   # stride 2
+])
+def test_winograd_takes_the_layers_it_is_faster_on(N, K, R, stride, P, expected):
+    assert kernels.winograd_applies(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
 
 
 @pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", WINOGRAD_GEOMETRIES[:3] + GEOMETRIES)
@@ -120,6 +133,30 @@ def test_im2col_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad
     # Still the path of every other geometry, and callable for 3x3 stride 1 too.
     _fast_against_direct(rng, kernels.conv2d_forward_im2col, kernels.conv2d_backward_im2col,
                          N, C, H, W, K, R, S, stride, pad, groups)
+
+
+def test_winograd_does_not_depend_on_the_threads(rng):
+    import numba
+
+    x, w, b = layer(rng, 9, 6, 13, 13, 8, 3, 3, 2)
+    dy = rng.standard_normal((9, 8, 13, 13)).astype(np.float32)
+
+    def run():
+        y = np.empty(dy.shape, np.float32)
+        grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(8, np.float32)]
+        kernels.conv2d_forward_winograd(y, x, w, b, 1, 1, 2)
+        kernels.conv2d_backward_winograd(*grads, x, w, dy, 1, 1, 2)
+        return [y] + grads
+
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        alone = run()
+    finally:
+        numba.set_num_threads(threads)
+    for first, second, third in zip(alone, run(), run()):
+        np.testing.assert_array_equal(first, second)
+        np.testing.assert_array_equal(second, third)
 
 
 def test_backward_without_dx(rng):

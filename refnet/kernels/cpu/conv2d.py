@@ -25,9 +25,10 @@ own chunks (one parallel region per call instead of one per GEMM; the many small
 milliseconds each when the two cores are shared with other processes). Every element of y and dx
 belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order, and the parts
 are then added in order, so results are bit-identical run to run whatever the thread count.
-The 3x3 and 5x5 stride-1 convolutions (AlexNet's conv2-conv5), forward and both backward passes,
-go to conv2d_winograd.py instead (1.5-1.8x faster on those layers); `conv2d_forward_im2col` and
-`conv2d_backward_im2col` remain callable for every geometry. `conv2d_forward_direct` and
+The 3x3 and 5x5 stride-1 convolutions with outputs of 7x7 and more (AlexNet's conv2-conv5 at 227),
+forward and both backward passes, go to conv2d_winograd.py instead (1.5-1.8x faster on those
+layers; see winograd_applies). `conv2d_forward_im2col` and `conv2d_backward_im2col` remain
+callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_winograd` for theirs. `conv2d_forward_direct` and
 `conv2d_backward_direct` are the plain loop nests the fast launchers are tested against.
 """
 
@@ -271,23 +272,44 @@ def _sum_parts(dw, dw_parts, parts):
             dw[i] = total
 
 
-def _winograd_applies(w, stride):
-    return stride == 1 and w.shape[2] == w.shape[3] and w.shape[2] in (3, 5)
+# Winograd's 2x2 output tiles waste work on small outputs (a 3x3 output fills 9 of 16) and the
+# GEMMs over a few tiles are short: measured at batch 32, 3x3 outputs ran 1.6x slower than im2col,
+# 7x7 outputs (the demo's conv2) as fast forward and 1.3x faster backward, 13x13 1.6-1.8x faster.
+WINOGRAD_MIN_OUTPUT = 7
+WINOGRAD_MIN_TILES = 256
+
+
+def winograd_applies(w, stride, y_shape):
+    """Does the Winograd path take this layer: a 3x3 or 5x5 filter, stride 1, an output of at least
+    WINOGRAD_MIN_OUTPUT in both directions and WINOGRAD_MIN_TILES 2x2 tiles over the batch."""
+    N, _, P, Q = y_shape
+    return (stride == 1 and w.shape[2] == w.shape[3] and w.shape[2] in (3, 5)
+            and min(P, Q) >= WINOGRAD_MIN_OUTPUT and N * ((P + 1) // 2) * ((Q + 1) // 2) >= WINOGRAD_MIN_TILES)
 
 
 def conv2d_forward(y, x, w, b, stride, pad, groups):
     """y = conv(x, w) + b (see the module doc for the formula and layouts)."""
-    if _winograd_applies(w, stride):
-        winograd_forward(y, x, w, b, pad, groups)
+    if winograd_applies(w, stride, y.shape):
+        conv2d_forward_winograd(y, x, w, b, stride, pad, groups)
     else:
         conv2d_forward_im2col(y, x, w, b, stride, pad, groups)
 
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
-    if not _winograd_applies(w, stride):
+    if winograd_applies(w, stride, dy.shape):
+        conv2d_backward_winograd(dx, dw, db, x, w, dy, stride, pad, groups)
+    else:
         conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups)
-        return
+
+
+def conv2d_forward_winograd(y, x, w, b, stride, pad, groups):
+    """conv2d_forward for 3x3 and 5x5 filters with stride 1 (conv2d_winograd.py)."""
+    winograd_forward(y, x, w, b, pad, groups)
+
+
+def conv2d_backward_winograd(dx, dw, db, x, w, dy, stride, pad, groups):
+    """conv2d_backward for 3x3 and 5x5 filters with stride 1 (conv2d_winograd.py)."""
     if dx is not None:
         winograd_backward_data(dx, w, dy, pad, groups)
     winograd_backward_filter(dw, x, dy, pad, groups)

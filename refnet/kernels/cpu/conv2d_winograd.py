@@ -39,6 +39,9 @@ from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
 # 46, 66, 77 and 67 GFLOP/s on one core with 98, 196, 392 and 784 tiles).
 CHUNK_TILES = 392
+# At least this many chunks when the batch allows (the threads share out chunks: the demo's 3x3
+# outputs make 4 tiles per image, and 392 tiles would put a whole batch on one thread).
+MIN_CHUNKS = 4
 # The backward filter's partial sums: a fixed number, so dw does not depend on the threads.
 FILTER_PARTS = 4
 
@@ -482,8 +485,7 @@ def winograd_backward_filter(dw, x, dy, pad, groups):
     """dw of a 3x3 or 5x5 stride-1 convolution with padding pad (db is not computed here)."""
     K, Cg, R = dw.shape[0], dw.shape[1], dw.shape[2]
     N = x.shape[0]
-    tiles = ((dy.shape[2] + 1) // 2) * ((dy.shape[3] + 1) // 2)
-    nc = max(1, min(N, round(CHUNK_TILES / tiles)))
+    nc = _images_per_chunk(N, dy.shape[2], dy.shape[3])
     chunks = (N + nc - 1) // nc
     chunks_per_part = (chunks + FILTER_PARTS - 1) // FILTER_PARTS
     parts = (chunks + chunks_per_part - 1) // chunks_per_part
@@ -513,6 +515,11 @@ def winograd_backward_data(dx, w, dy, pad, groups):
 
 def _run(y, x, u, b, has_bias, pad):
     N = x.shape[0]
-    tiles = ((y.shape[2] + 1) // 2) * ((y.shape[3] + 1) // 2)
-    nc = max(1, min(N, round(CHUNK_TILES / tiles)))
+    nc = _images_per_chunk(N, y.shape[2], y.shape[3])
     _winograd(y, x, u, b, has_bias, pad, nc, (N + nc - 1) // nc)
+
+
+def _images_per_chunk(N, P, Q):
+    """About CHUNK_TILES tiles per chunk, but at least MIN_CHUNKS chunks when there are images enough."""
+    tiles = ((P + 1) // 2) * ((Q + 1) // 2)
+    return max(1, min(-(-N // MIN_CHUNKS), round(CHUNK_TILES / tiles)))
