@@ -89,10 +89,11 @@ def _draw_shape(draw, name, rng, cx, cy, rx, ry, angle):
 
 def _draw_texture(draw, name, rng, box, fill):
     x0, y0, x1, y1 = box
-    # Periods of 10-18 px survive the demo's downscaling to 76 px and 67 px crops; finer ones
-    # (measured with 6-14 px) blur stripes and checkers into each other.
+    # Periods of 14-24 px survive the demo's downscaling to 76 px and 67 px crops; finer ones
+    # blur stripes and checkers into each other (demo val error with 6-14 px > 10-18 px > 14-24 px,
+    # see refnet/demo.py).
     if name == "stripes":
-        period = rng.uniform(10, 18)
+        period = rng.uniform(14, 24)
         width = period * rng.uniform(0.35, 0.6)
         angle = rng.uniform(0, math.pi)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -103,7 +104,7 @@ def _draw_texture(draw, name, rng, box, fill):
             draw.polygon(_rotated(pts, cx, cy, angle), fill=fill)
             offset += period
     elif name == "checker":
-        cell = rng.uniform(10, 18)
+        cell = rng.uniform(14, 24)
         angle = rng.uniform(0, math.pi / 2)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         n = int(math.hypot(x1 - x0, y1 - y0) / cell) + 2
@@ -114,7 +115,7 @@ def _draw_texture(draw, name, rng, box, fill):
                            (i * cell, (j + 1) * cell)]
                     draw.polygon(_rotated(pts, cx, cy, angle), fill=fill)
     elif name == "dots":
-        spacing = rng.uniform(8, 14)
+        spacing = rng.uniform(12, 20)
         radius = spacing * rng.uniform(0.2, 0.32)
         jitter = spacing * 0.15
         y = y0 + rng.uniform(0, spacing)
