@@ -48,10 +48,11 @@ FILTER_PARTS = 4
 
 @njit(cache=True, nogil=True)
 def spread_stride(length):
-    """The distance between the 16 blocks of V or M: at least `length`, a whole number of cache
-    lines, and an odd number of them, so that the 16 values of one tile (one per block), written or
-    read together, fall on 16 different L1 sets. (With blocks a multiple of 4 KiB apart, as
-    AlexNet's shapes give, they all share one set: the input transform ran 4x slower.)"""
+    """The distance between the blocks of V or M (16 or 36): at least `length`, a whole number of
+    cache lines, and an odd number of them, so that the values of one tile (one per block), written
+    or read together, fall on different L1 sets (an odd stride reaches all 64 sets before
+    repeating). (With blocks a multiple of 4 KiB apart, as AlexNet's shapes give, they all share
+    one set: the input transform ran 4x slower.)"""
     lines = (length + 15) // 16
     return (lines if lines % 2 == 1 else lines + 1) * 16
 
