@@ -300,6 +300,20 @@ def _rows_edge(c, c0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, mr, p_first, p_end, nb
                 c_r[j] += x * b_p[j]
 
 
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _rows_slice(c, c0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, mr, kc, nb, alpha):
+    """c[c0 + r*ldc + j] += alpha * sum_{p < kc} a[a0 + r*sa_i + p*sa_p] * b[b0 + p*ldb + j] for r < mr,
+    j < nb: one K slice over mr rows of c, four rows and eight rows of b at a time, then the borders."""
+    m4 = mr - mr % 4
+    k8 = kc - kc % 8
+    for i in range(0, m4, 4):
+        _rows_4x8(c, c0 + i * ldc, ldc, a, a0 + i * sa_i, sa_i, sa_p, b, b0, ldb, k8, nb, alpha)
+        if k8 < kc:
+            _rows_edge(c, c0 + i * ldc, ldc, a, a0 + i * sa_i, sa_i, sa_p, b, b0, ldb, 4, k8, kc, nb, alpha)
+    if m4 < mr:
+        _rows_edge(c, c0 + m4 * ldc, ldc, a, a0 + m4 * sa_i, sa_i, sa_p, b, b0, ldb, mr - m4, 0, kc, nb, alpha)
+
+
 @njit(fastmath=True, cache=True, nogil=True)
 def _rows_tile(c, ldc, a, sa_i, sa_p, b, ldb, i0, j0, mb, nb, K, alpha, beta, tile, panel):
     """Rows i0 .. i0+mb, columns j0 .. j0+nb of c = alpha * op(a) @ b + beta * c, b stored along N:
@@ -316,23 +330,14 @@ def _rows_tile(c, ldc, a, sa_i, sa_p, b, ldb, i0, j0, mb, nb, K, alpha, beta, ti
     pitch = padded_pitch(nb)
     for x in range(mb * pitch):
         tile[x] = np.float32(0.0)
-    m4 = mb - mb % 4
     for p0 in range(0, K, ROWS_KC):
         kc = min(ROWS_KC, K - p0)
-        k8 = kc - kc % 8
         for p in range(kc):
             src = b[(p0 + p) * ldb + j0 : (p0 + p) * ldb + j0 + nb]
             dst = panel[p * pitch : p * pitch + nb]
             for j in range(nb):
                 dst[j] = src[j]
-        for ii in range(0, m4, 4):
-            a0 = (i0 + ii) * sa_i + p0 * sa_p
-            _rows_4x8(tile, ii * pitch, pitch, a, a0, sa_i, sa_p, panel, 0, pitch, k8, nb, alpha)
-            if k8 < kc:
-                _rows_edge(tile, ii * pitch, pitch, a, a0, sa_i, sa_p, panel, 0, pitch, 4, k8, kc, nb, alpha)
-        if m4 < mb:
-            _rows_edge(tile, m4 * pitch, pitch, a, (i0 + m4) * sa_i + p0 * sa_p, sa_i, sa_p,
-                       panel, 0, pitch, mb - m4, 0, kc, nb, alpha)
+        _rows_slice(tile, 0, pitch, a, i0 * sa_i + p0 * sa_p, sa_i, sa_p, panel, 0, pitch, mb, kc, nb, alpha)
     for i in range(mb):
         c_i = c[(i0 + i) * ldc + j0 : (i0 + i) * ldc + j0 + nb]
         t_i = tile[i * pitch : i * pitch + nb]
@@ -359,21 +364,11 @@ def gemm_rows_serial(c, ldc, a, sa_i, sa_p, b, ldb, M, N, K, alpha, beta):
         elif beta != np.float32(1.0):
             for j in range(N):
                 c_i[j] *= beta
-    m4 = M - M % 4
     for j0 in range(0, N, ROWS_NB):
         nb = min(ROWS_NB, N - j0)
         for p0 in range(0, K, ROWS_KC):
-            kc = min(ROWS_KC, K - p0)
-            k8 = kc - kc % 8
-            b0 = p0 * ldb + j0
-            for i in range(0, m4, 4):
-                a0 = i * sa_i + p0 * sa_p
-                _rows_4x8(c, i * ldc + j0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, k8, nb, alpha)
-                if k8 < kc:
-                    _rows_edge(c, i * ldc + j0, ldc, a, a0, sa_i, sa_p, b, b0, ldb, 4, k8, kc, nb, alpha)
-            if m4 < M:
-                _rows_edge(c, m4 * ldc + j0, ldc, a, m4 * sa_i + p0 * sa_p, sa_i, sa_p, b, b0, ldb, M - m4, 0, kc,
-                           nb, alpha)
+            _rows_slice(c, j0, ldc, a, p0 * sa_p, sa_i, sa_p, b, p0 * ldb + j0, ldb, M, min(ROWS_KC, K - p0), nb,
+                        alpha)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
