@@ -37,11 +37,10 @@ from numba import njit, prange
 
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
+from .partial_sums import PARTS, split_into_parts, sum_parts
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
 CHUNK_COLUMNS = 1024
-# The backward's partial sums of dw: a fixed number, so the result does not depend on the threads.
-PARTS = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,18 +259,6 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
                     _col2im(dx, cols, pitch, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _sum_parts(dw, dw_parts, parts):
-    """dw = dw_parts[0] + dw_parts[1] + ... in that order, split over the threads by blocks."""
-    size = dw.size
-    for t in prange((size + 4095) // 4096):
-        for i in range(t * 4096, min(size, (t + 1) * 4096)):
-            total = dw_parts[0, i]
-            for part in range(1, parts):
-                total += dw_parts[part, i]
-            dw[i] = total
-
-
 # Winograd's 2x2 output tiles waste work on small outputs (a 3x3 output fills 9 of 16) and the
 # GEMMs over a few tiles are short: measured at batch 32, 3x3 outputs ran 1.6x slower than im2col,
 # 7x7 outputs (the demo's conv2) as fast forward and 1.3x faster backward, 13x13 1.6-1.8x faster.
@@ -333,13 +320,12 @@ def conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups):
     K, Cg, R, S = w.shape
     Kg, D = K // groups, Cg * R * S
     nc, chunks = _chunking(N, dy.shape[2] * dy.shape[3])
-    chunks_per_part = (chunks + PARTS - 1) // PARTS
-    parts = (chunks + chunks_per_part - 1) // chunks_per_part
+    chunks_per_part, parts = split_into_parts(chunks)
     need_dx = dx is not None
     dw_parts = np.empty((parts, K * D), dtype=np.float32)
     _backward(dx if need_dx else x, dw_parts, x, w.reshape(-1), dy, R, S, stride, pad, groups, nc, chunks,
               chunks_per_part, need_dx)
-    _sum_parts(dw.reshape(-1), dw_parts, parts)
+    sum_parts(dw.reshape(-1), dw_parts)
     _bias_gradient(db, dy)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
+from .partial_sums import split_into_parts, sum_parts
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
 # 46, 66, 77 and 67 GFLOP/s on one core with 98, 196, 392 and 784 tiles).
@@ -42,8 +43,6 @@ CHUNK_TILES = 392
 # At least this many chunks when the batch allows (the threads share out chunks: the demo's 3x3
 # outputs make 4 tiles per image, and 392 tiles would put a whole batch on one thread).
 MIN_CHUNKS = 4
-# The backward filter's partial sums: a fixed number, so dw does not depend on the threads.
-FILTER_PARTS = 4
 
 
 @njit(cache=True, nogil=True)
@@ -313,6 +312,15 @@ def _output_transform5(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, T
                                 plane[p0 + 1, q0 + j] = bottom + bias
 
 
+@njit(cache=True, nogil=True)
+def _transform_input(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ, block):
+    """V of a chunk for 4x4 (F(2x2, 3x3)) or 6x6 (F(2x2, 5x5)) blocks: _input_transform(5)."""
+    if block == 4:
+        _input_transform(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ)
+    else:
+        _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
     """u (groups, E, Kg, Cg): E = 16 for F(2x2, 3x3), 36 for F(2x2, 5x5)."""
@@ -331,10 +339,7 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
         m = np.empty(E * m_stride, dtype=np.float32)
         padded = np.empty((2 * TP + block - 2, 2 * TQ + block - 2), dtype=np.float32)
         for g in range(groups):
-            if block == 4:
-                _input_transform(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
-            else:
-                _input_transform5(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+            _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
             for e in range(E):
                 gemm_rows_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, 1,
                                  v[e * v_stride :], pitch, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
@@ -416,10 +421,7 @@ def _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part):
             m_images = min(nc, N - n0)
             beta = np.float32(0.0) if chunk == first else np.float32(1.0)
             for g in range(groups):
-                if block == 4:
-                    _input_transform(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
-                else:
-                    _input_transform5(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ)
+                _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
                 _dy_transform(z, z_stride, pitch, dy, n0, m_images, g * Kg, Kg, TP, TQ, block)
                 for e in range(E):
                     gemm_nt_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch,
@@ -439,19 +441,6 @@ def _g_transpose(s0, s1, s2, s3, s4, s5, block):
             sixth * (s3 + s4 - s1 - s2),
             sixth * (s2 - s1) + third * (s3 - s4),
             two_thirds * (s3 + s4) - sixth * (s1 + s2) + s5)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _sum_parts(s_parts):
-    """s_parts[0] = s_parts[0] + s_parts[1] + ... in that order, split over the threads by blocks."""
-    flat = s_parts.reshape(s_parts.shape[0], -1)
-    size = flat.shape[1]
-    for t in prange((size + 4095) // 4096):
-        for i in range(t * 4096, min(size, (t + 1) * 4096)):
-            total = flat[0, i]
-            for part in range(1, flat.shape[0]):
-                total += flat[part, i]
-            flat[0, i] = total
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -488,12 +477,12 @@ def winograd_backward_filter(dw, x, dy, pad, groups):
     N = x.shape[0]
     nc = _images_per_chunk(N, dy.shape[2], dy.shape[3])
     chunks = (N + nc - 1) // nc
-    chunks_per_part = (chunks + FILTER_PARTS - 1) // FILTER_PARTS
-    parts = (chunks + chunks_per_part - 1) // chunks_per_part
+    chunks_per_part, parts = split_into_parts(chunks)
     s_parts = np.empty((parts, groups, (R + 1) ** 2, K // groups, Cg), dtype=np.float32)
     _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part)
-    _sum_parts(s_parts)
-    _filter_gradient(dw, s_parts[0])
+    s = np.empty(s_parts.shape[1:], dtype=np.float32)
+    sum_parts(s.reshape(-1), s_parts.reshape(parts, -1))
+    _filter_gradient(dw, s)
 
 
 def winograd_forward(y, x, w, b, pad, groups):
