@@ -480,9 +480,8 @@ def winograd_backward_filter(dw, x, dy, pad, groups):
     chunks_per_part, parts = split_into_parts(chunks)
     s_parts = np.empty((parts, groups, (R + 1) ** 2, K // groups, Cg), dtype=np.float32)
     _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part)
-    s = np.empty(s_parts.shape[1:], dtype=np.float32)
-    sum_parts(s.reshape(-1), s_parts.reshape(parts, -1))
-    _filter_gradient(dw, s)
+    sum_parts(s_parts[0].reshape(-1), s_parts.reshape(parts, -1))  # into the first partial sum
+    _filter_gradient(dw, s_parts[0])
 
 
 def winograd_forward(y, x, w, b, pad, groups):

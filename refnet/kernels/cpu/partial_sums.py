@@ -22,7 +22,8 @@ def split_into_parts(chunks):
 @njit(parallel=True, cache=True, nogil=True)
 def sum_parts(total, partials):
     """total = partials[0] + partials[1] + ... in that order (1-D total, 2-D partials), split over
-    the threads by blocks."""
+    the threads by blocks. total may be partials[0] itself (each element is read before it is
+    written)."""
     size = total.size
     for t in prange((size + 4095) // 4096):
         for i in range(t * 4096, min(size, (t + 1) * 4096)):
