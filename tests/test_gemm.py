@@ -1,7 +1,8 @@
 """GEMM: all four transpose cases with alpha and beta against a float64 loop reference, the packed
-kernel against the naive one on shapes that do not divide its block sizes, poisoned outputs,
-determinism, validation."""
+kernel against the naive one on shapes that do not divide its tiles and blocks (in place, with
+pitches and strides, as conv2d uses it), poisoned outputs, determinism, validation."""
 
+import numba
 import numpy as np
 import pytest
 from poison import assert_all_written, poisoned
@@ -40,10 +41,10 @@ def test_matches_reference_with_beta(rng, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("trans_a, trans_b", CASES)
-@pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600), (70, 600, 13)])
+@pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600), (270, 600, 13)])
 def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, trans_b):
-    # 300, 130 and 600 cross a tile edge of one of the two forms, 270 and 530 a K-slice edge;
-    # none is a multiple of 4 and 13 is shorter than the 8 rows of b the row update takes at once.
+    # 37, 45, 270, 300 and 600 are not whole micro tiles (8 x 32); 270 and 300 cross a block of
+    # parallel work (256), 270, 530 and 600 a K slice (256); 13 is shorter than one vector.
     a, b = operands(rng, M, N, K, trans_a, trans_b)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
     fast, naive = c0.copy(), c0.copy()
@@ -52,20 +53,26 @@ def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, tra
     np.testing.assert_allclose(fast, naive, rtol=1e-4, atol=1e-4 * np.sqrt(K))
 
 
+@pytest.mark.parametrize("trans_a, trans_b", CASES)
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
-def test_serial_row_update_matches_naive_with_pitches(rng, beta):
-    # conv2d hands gemm_rows_serial flat buffers with row pitches wider than the rows, and a
-    # read in place with any strides (here a.T: sa_i = 1, sa_p = M).
-    M, N, K, ldc, ldb = 23, 530, 270, 544, 560
-    a = rng.standard_normal((K, M)).astype(np.float32)
-    b = rng.standard_normal((K, ldb)).astype(np.float32)
+def test_serial_kernel_matches_naive_with_pitches(rng, beta, trans_a, trans_b):
+    # conv2d hands gemm_serial flat buffers with row pitches wider than the rows, and reads a and b
+    # in place with any strides. Columns past N must stay untouched.
+    M, N, K, ldc, pitch = 23, 530, 270, 544, 560
+    a = rng.standard_normal((K, pitch) if trans_a else (M, pitch)).astype(np.float32)
+    b = rng.standard_normal((N, pitch) if trans_b else (K, pitch)).astype(np.float32)
+    a_view = a[:, :M] if trans_a else a[:, :K]
+    b_view = b[:, :K] if trans_b else b[:, :N]
     c = rng.standard_normal((M, ldc)).astype(np.float32)
     want = c.copy()
-    kernels.gemm_naive(want[:, :N], a, np.ascontiguousarray(b[:, :N]), True, False, 1.5, beta)
+    kernels.gemm_naive(want[:, :N], np.ascontiguousarray(a_view), np.ascontiguousarray(b_view), trans_a, trans_b,
+                       1.5, beta)
     if beta == 0.0:
         c[:, :N] = np.nan
-    kernels.gemm_rows_serial(c.reshape(-1), ldc, a.reshape(-1), 1, M, b.reshape(-1), ldb, M, N, K,
-                             np.float32(1.5), np.float32(beta))
+    sa_i, sa_p = (1, pitch) if trans_a else (pitch, 1)
+    sb_p, sb_j = (1, pitch) if trans_b else (pitch, 1)
+    kernels.gemm_serial(c.reshape(-1), ldc, a.reshape(-1), sa_i, sa_p, b.reshape(-1), sb_p, sb_j, M, N, K,
+                        np.float32(1.5), np.float32(beta))
     np.testing.assert_allclose(c[:, :N], want[:, :N], rtol=1e-4, atol=1e-4 * np.sqrt(K))
     np.testing.assert_array_equal(c[:, N:], want[:, N:])
 
@@ -81,6 +88,20 @@ def test_is_deterministic(rng):
     first = ops.gemm(a, b, trans_a=True)
     second = ops.gemm(a, b, trans_a=True)
     np.testing.assert_array_equal(first, second)
+
+
+def test_is_bit_identical_with_one_and_two_threads(rng):
+    # Blocks of c go to whichever thread is free; each element must still be summed in one order.
+    a, b = operands(rng, 300, 600, 530, False, True)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = ops.gemm(a, b, trans_b=True)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = ops.gemm(a, b, trans_b=True)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one, two)
 
 
 def test_rejects_wrong_dtype():

@@ -26,7 +26,7 @@ Layouts (float32): x (N, C, H, W), w (K, Cg, R, R), b (K,), y (N, K, P, Q) as in
 U (groups, E, Kg, Cg) with E = 16 (3x3) or 36 (5x5); per chunk of nc images, V (E blocks of
 (Cg, pitch)) and M (E blocks of (Kg, pitch)), the blocks spread_stride() apart, with
 T = nc*TP*TQ tiles (TP = ceil(P/2), TQ = ceil(Q/2)), tile index t = (i*TP + tp)*TQ + tq, and pitch
-= padded_pitch(T) (zeros past T). The GEMMs are gemm_rows_serial (rows of V along the tiles).
+= padded_pitch(T) (zeros past T). The GEMMs are gemm_serial's, one per element e of the tiles.
 Parallelism is over chunks of images, each on one thread: every output belongs to one chunk, so
 results are bit-identical run to run whatever the thread count.
 """
@@ -34,7 +34,7 @@ results are bit-identical run to run whatever the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_nt_serial, gemm_rows_serial, padded_pitch
+from .gemm import gemm_serial, padded_pitch
 from .partial_sums import split_into_parts, sum_parts
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
@@ -341,8 +341,8 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
         for g in range(groups):
             _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
             for e in range(E):
-                gemm_rows_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, 1,
-                                 v[e * v_stride :], pitch, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
+                gemm_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, 1,
+                            v[e * v_stride :], pitch, 1, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
             if block == 4:
                 _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
             else:
@@ -424,8 +424,8 @@ def _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part):
                 _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
                 _dy_transform(z, z_stride, pitch, dy, n0, m_images, g * Kg, Kg, TP, TQ, block)
                 for e in range(E):
-                    gemm_nt_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch,
-                                   v[e * v_stride :], pitch, Kg, Cg, pitch, np.float32(1.0), beta)
+                    gemm_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch, 1,
+                                v[e * v_stride :], 1, pitch, Kg, Cg, pitch, np.float32(1.0), beta)
 
 
 @njit(cache=True, nogil=True, inline="always")
