@@ -60,7 +60,7 @@ def test_maxpool_fast_kernel_matches_reference_kernel(rng, shape, size, stride):
 
 @pytest.mark.parametrize("size, stride", [(3, 2), (2, 2)])
 def test_wide_planes_match_reference(rng, size, stride):
-    # Rows wide enough (Q >= 16) that the vectorised loop bodies run, not only their scalar tails.
+    # Rows wide enough (Q >= 16) that a row of outputs takes more than one vector of 16.
     x = np.round(rng.standard_normal((1, 2, 7, 41)) * 2).astype(np.float32)
     out_shape, y_ref, argmax_ref = pooled_poison(x, size, stride)
     max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, stride)
@@ -69,6 +69,19 @@ def test_wide_planes_match_reference(rng, size, stride):
     np.testing.assert_array_equal(argmax, argmax_ref)
     mean = ops.avgpool2d_forward(x, size, stride)
     np.testing.assert_allclose(mean, avg_ref.avgpool2d_forward(x.astype(np.float64), size, stride), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_stride2_kernel_with_nans_and_ties_matches_reference(rng, size):
+    # The vector kernel (stride 2) on windows holding one NaN, two NaNs (the first wins), a NaN in
+    # the first position, and many ties; 37 columns give a second, partial vector of 16 outputs.
+    x = np.round(rng.standard_normal((2, 3, 11, 37))).astype(np.float32)
+    x[0, 0, 0, 0] = x[0, 1, 4, 7] = x[0, 1, 4, 8] = x[1, 2, 5, 30] = x[1, 2, 6, 36] = np.nan
+    out_shape, y_ref, argmax_ref = pooled_poison(x, size, 2)
+    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, 2)
+    y, argmax = ops.maxpool2d_forward(x, size, 2)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
 
 
 def test_maxpool_ties_go_to_first_in_row_major_order():

@@ -1,10 +1,28 @@
-"""The vector vocabulary of the GEMM micro-kernel against numpy, at offsets that are not multiples
-of 16 lanes (loads and stores assume 4-byte alignment only)."""
+"""The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
+16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
+lane past their count, and max-pooling's NaN-aware comparison."""
 
 import numpy as np
 from numba import njit
 
-from refnet.kernels.cpu.simd import LANES, vbroadcast, vfma, vload, vmul, vsplat, vstore, vzero
+from refnet.kernels.cpu.simd import (
+    HALF,
+    LANES,
+    vbroadcast,
+    vevens,
+    vfma,
+    vload,
+    vload_first,
+    vmul,
+    vramp_halves,
+    vselect,
+    vsplat,
+    vstore,
+    vstore_first,
+    vupper_half,
+    vwins,
+    vzero,
+)
 
 
 @njit(cache=True)
@@ -26,3 +44,47 @@ def test_vector_ops_match_numpy_at_unaligned_offsets(rng):
         np.testing.assert_array_equal(out[at + 2 * LANES : at + 3 * LANES], 0.0)
         # Nothing outside the three stores is touched.
         assert np.isnan(out[:at]).all() and np.isnan(out[at + 3 * LANES :]).all()
+
+
+@njit(cache=True)
+def _masked(out, out_int, x, at, count):
+    v = vload_first(x, at, count)
+    vstore_first(out, 0, v, LANES)
+    vstore_first(out, LANES, vevens(v, vupper_half(v)), count)
+    vstore_first(out_int, 0, vramp_halves(np.float32(3.0), np.float32(100.0), np.float32(2.0)), count)
+
+
+def test_masked_loads_and_stores_stay_inside_their_lanes(rng):
+    x = rng.standard_normal(20).astype(np.float32)
+    for count in (0, 5, 16, 40):
+        out = np.full(2 * LANES, np.nan, np.float32)
+        out_int = np.full(LANES, -1, np.int32)
+        # The last 5 values of x: a load of 16 from there would run past the array's end.
+        at = 20 - min(count, 16) if count <= 16 else 4
+        _masked(out, out_int, x, at, count)
+        n = min(count, LANES)
+        loaded = np.zeros(LANES, np.float32)
+        loaded[:n] = x[at : at + n]
+        np.testing.assert_array_equal(out[:LANES], loaded)
+        upper_half = np.concatenate([loaded[HALF:], loaded[HALF:]])
+        evens_of_both = np.concatenate([loaded[0::2], upper_half[0::2]])
+        np.testing.assert_array_equal(out[LANES : LANES + n], evens_of_both[:n])
+        assert np.isnan(out[LANES + n :]).all()
+        ramp = np.concatenate([3 + 2 * np.arange(HALF), 100 + 2 * np.arange(HALF)]).astype(np.int32)
+        np.testing.assert_array_equal(out_int[:n], ramp[:n])
+        assert (out_int[n:] == -1).all()
+
+
+@njit(cache=True)
+def _pick(out, v, best, x, y):
+    vstore(out, 0, vselect(vwins(vload(v, 0), vload(best, 0)), vload(x, 0), vload(y, 0)))
+
+
+def test_wins_is_max_pooling_rule_with_nan():
+    nan = np.nan
+    v = np.array([2, 1, 1, nan, nan, 0, 5, -1] * 2, np.float32)
+    best = np.array([1, 1, 2, 0, nan, nan, -np.inf, -2] * 2, np.float32)
+    wins = np.array([1, 0, 0, 1, 0, 0, 1, 1] * 2, bool)  # greater, tie, less, NaN wins, NaN kept, NaN kept
+    out = np.empty(LANES, np.float32)
+    _pick(out, v, best, np.ones(LANES, np.float32), np.zeros(LANES, np.float32))
+    np.testing.assert_array_equal(out.astype(bool), wins)

@@ -1,20 +1,34 @@
-"""Sixteen float32 lanes as one value in @njit code: the vocabulary of the GEMM micro-kernel.
+"""Sixteen float32 lanes as one value in @njit code: the vocabulary of the GEMM micro-kernel and of
+the stride-2 max-pool, in the manner of C intrinsics.
 
-    vzero()              -> (0, ..., 0)
-    vsplat(x)            -> (x, ..., x)                       x a float32
-    vload(arr, i)        -> (arr[i], ..., arr[i + 15])        arr a 1-D float32 array
-    vbroadcast(arr, i)   -> (arr[i], ..., arr[i])
-    vstore(arr, i, v)    :  arr[i + l] = v[l], l < 16
-    vfma(x, y, z)        -> x * y + z, lane by lane, one rounding (fused)
-    vmul(x, y)           -> x * y, lane by lane
-A value of type `float32x16` is an LLVM <16 x float>: it lives in one AVX-512 register (two AVX2
-registers, four SSE registers: LLVM splits it where the machine is narrower), so a tile of c held in
-such values across a whole K loop stays in registers. Numba itself has no such type: written with
-scalars or arrays, the same tile is compiled to scalar FMAs or to loads and stores of c on every
-step (measured: 73-92 GFLOP/s on one core at best, against 140-160 with these).
+    vzero()                     -> (0, ..., 0)
+    vsplat(x)                   -> (x, ..., x)                          x a float32
+    vload(arr, i)               -> (arr[i], ..., arr[i + 15])           arr a 1-D float32 array
+    vbroadcast(arr, i)          -> (arr[i], ..., arr[i])
+    vstore(arr, i, v)           :  arr[i + l] = v[l] for l < 16
+    vfma(x, y, z)               -> x * y + z lane by lane, one rounding (fused)
+    vmul(x, y)                  -> x * y lane by lane
+    vload_first(arr, i, n)      -> arr[i + l] in lanes l < n, 0 in the others; nothing past
+                                   arr[i + n - 1] is read (a masked load: no fault at an array's end)
+    vstore_first(arr, i, v, n)  :  arr[i + l] = v[l] for l < n only; into an int32 array, v[l]
+                                   converted to int32 (exact for whole numbers below 2**24)
+    vevens(lo, hi)              -> (lo[0], lo[2], ..., lo[14], hi[0], hi[2], ..., hi[14]): every
+                                   other value of 32, for stride-2 windows
+    vupper_half(v)              -> (v[8], ..., v[15], v[8], ..., v[15])
+    vramp_halves(a, b, step)    -> (a, a + step, ..., a + 7*step, b, b + step, ..., b + 7*step)
+    vwins(v, best)              -> a mask16, lane by lane: does v replace the running maximum best?
+                                   (v > best, or v is NaN; never once best is NaN: max-pooling's rule)
+    vselect(mask, x, y)         -> x where mask, else y
+A `float32x16` is an LLVM <16 x float>: one AVX-512 register (two AVX2 registers, four SSE ones:
+LLVM splits it where the machine is narrower), so a tile of c held in such values across a whole
+K loop stays in registers. Numba itself has no such type: written with scalars or arrays, the same
+tile is compiled to scalar FMAs, or to loads and stores of c on every step. On the FC layers' GEMMs
+(bench/results/cpu.md) the best scalar-written forms reached 112-157 GFLOP/s, 0.74-0.98x numpy's
+matmul; the register tile 140-170 GFLOP/s, 0.90-1.16x.
 
-As in C intrinsics there is no bounds check: callers index inside their arrays (the GEMM's packed
-panels are padded to whole vectors). Loads and stores assume 4-byte alignment only.
+No bounds checks, as with C intrinsics: callers index inside their arrays (the GEMM's packed
+panels are padded to whole vectors; the max-pool's loads are masked at the end of each row).
+Loads and stores assume 4-byte alignment only.
 """
 
 from llvmlite import ir
@@ -22,6 +36,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, models, register_model
 
 LANES = 16
+HALF = LANES // 2
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
@@ -30,13 +45,27 @@ class Float32x16(types.Type):
         super().__init__(name="float32x16")
 
 
+class Mask16(types.Type):
+    def __init__(self):
+        super().__init__(name="mask16")
+
+
 float32x16 = Float32x16()
+mask16 = Mask16()
+_INDICES = ir.VectorType(ir.IntType(32), LANES)
+_MASK = ir.VectorType(ir.IntType(1), LANES)
 
 
 @register_model(Float32x16)
 class _Float32x16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VECTOR)
+
+
+@register_model(Mask16)
+class _Mask16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _MASK)
 
 
 def _is_float32_vector_array(arr):
@@ -48,6 +77,20 @@ def _lanes_at(context, builder, arr_type, arr, index, index_type):
     data = context.make_array(arr_type)(context, builder, arr).data
     offset = context.cast(builder, index, index_type, types.intp)
     return builder.bitcast(builder.gep(data, [offset]), _VECTOR.as_pointer())
+
+
+def _splat(builder, value, vector_type):
+    lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    everywhere = ir.Constant(_INDICES, [0] * LANES)
+    return builder.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), everywhere)
+
+
+def _first_lanes(context, builder, count, count_type):
+    """The mask of lanes l < count."""
+    n = context.cast(builder, count, count_type, types.int64)
+    n = builder.select(builder.icmp_signed(">", n, ir.Constant(ir.IntType(64), LANES)), ir.Constant(ir.IntType(64), LANES), n)
+    n = builder.trunc(n, ir.IntType(32))
+    return builder.icmp_signed("<", ir.Constant(_INDICES, list(range(LANES))), _splat(builder, n, _INDICES))
 
 
 @intrinsic
@@ -64,9 +107,7 @@ def vsplat(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        lane0 = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        everywhere = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(lane0, ir.Constant(_VECTOR, ir.Undefined), everywhere)
+        return _splat(builder, args[0], _VECTOR)
 
     return float32x16(x), codegen
 
@@ -92,10 +133,7 @@ def vbroadcast(typingctx, arr, index):
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         offset = context.cast(builder, args[1], signature.args[1], types.intp)
-        value = builder.load(builder.gep(data, [offset]), align=4)
-        lane0 = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-        everywhere = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(lane0, ir.Constant(_VECTOR, ir.Undefined), everywhere)
+        return _splat(builder, builder.load(builder.gep(data, [offset]), align=4), _VECTOR)
 
     return float32x16(arr, index), codegen
 
@@ -135,3 +173,104 @@ def vmul(typingctx, x, y):
         return builder.fmul(args[0], args[1])
 
     return float32x16(x, y), codegen
+
+
+@intrinsic
+def vramp_halves(typingctx, lo_start, hi_start, step):
+    if not (lo_start == types.float32 and hi_start == types.float32 and step == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lo, hi = _splat(builder, args[0], _VECTOR), _splat(builder, args[1], _VECTOR)
+        starts = builder.shuffle_vector(lo, hi, ir.Constant(_INDICES, list(range(HALF)) + list(range(LANES, LANES + HALF))))
+        lanes = ir.Constant(_VECTOR, [float(lane % HALF) for lane in range(LANES)])
+        return builder.fadd(starts, builder.fmul(lanes, _splat(builder, args[2], _VECTOR)))
+
+    return float32x16(lo_start, hi_start, step), codegen
+
+
+@intrinsic
+def vupper_half(typingctx, v):
+    if not isinstance(v, Float32x16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        upper = list(range(HALF, LANES))
+        return builder.shuffle_vector(args[0], args[0], ir.Constant(_INDICES, upper + upper))
+
+    return float32x16(v), codegen
+
+
+@intrinsic
+def vload_first(typingctx, arr, index, count):
+    if not (_is_float32_vector_array(arr) and isinstance(index, types.Integer) and isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        mask = _first_lanes(context, builder, args[2], signature.args[2])
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR.as_pointer(), ir.IntType(32), _MASK, _VECTOR]),
+            "llvm.masked.load.v16f32.p0")
+        return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(_VECTOR, [0.0] * LANES)])
+
+    return float32x16(arr, index, count), codegen
+
+
+@intrinsic
+def vstore_first(typingctx, arr, index, vector, count):
+    as_int = isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int32
+    if not ((_is_float32_vector_array(arr) or as_int) and isinstance(index, types.Integer)
+            and isinstance(vector, Float32x16) and isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes_type = _INDICES if as_int else _VECTOR
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offset = context.cast(builder, args[1], signature.args[1], types.intp)
+        pointer = builder.bitcast(builder.gep(data, [offset]), lanes_type.as_pointer())
+        value = builder.fptosi(args[2], _INDICES) if as_int else args[2]
+        mask = _first_lanes(context, builder, args[3], signature.args[3])
+        name = "llvm.masked.store.v16i32.p0" if as_int else "llvm.masked.store.v16f32.p0"
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [lanes_type, lanes_type.as_pointer(), ir.IntType(32), _MASK]),
+            name)
+        builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, index, vector, count), codegen
+
+
+@intrinsic
+def vevens(typingctx, lo, hi):
+    if not (isinstance(lo, Float32x16) and isinstance(hi, Float32x16)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.shuffle_vector(args[0], args[1], ir.Constant(_INDICES, list(range(0, 2 * LANES, 2))))
+
+    return float32x16(lo, hi), codegen
+
+
+@intrinsic
+def vwins(typingctx, v, best):
+    if not (isinstance(v, Float32x16) and isinstance(best, Float32x16)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v, best = args
+        greater_or_nan = builder.or_(builder.fcmp_ordered(">", v, best), builder.fcmp_unordered("uno", v, v))
+        return builder.and_(greater_or_nan, builder.fcmp_ordered("ord", best, best))
+
+    return mask16(v, best), codegen
+
+
+@intrinsic
+def vselect(typingctx, mask, x, y):
+    if not (isinstance(mask, Mask16) and isinstance(x, Float32x16) and isinstance(y, Float32x16)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return float32x16(mask, x, y), codegen
