@@ -50,6 +50,9 @@ def add_arguments(parser):
     parser.add_argument("--plateau-patience", type=int, default=1,
                         help="epochs without val improvement before lr is divided by 10 (default: 1)")
     parser.add_argument("--max-lr-drops", type=int, default=3, help="at most this many lr divisions (default: 3)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0, metavar="W",
+                        help="raise lr linearly from lr/steps to lr over the first W epochs' steps (default: 0, "
+                             "none, as the paper)")
     parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save RUN_DIR/latest.h5 every N steps")
     parser.add_argument("--keep", type=int, default=3, metavar="K", help="keep the last K epoch checkpoints (default: 3)")
     parser.add_argument("--log-every", type=int, default=20, metavar="N", help="a metrics.jsonl line every N steps (default: 20)")
@@ -73,6 +76,8 @@ def _check_settings(args):
             raise ValueError(f"{flag}: expected an integer >= 0, got {value}")
     if not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
+    if not 0 <= args.warmup_epochs <= args.epochs:
+        raise ValueError(f"--warmup-epochs: expected a number in [0, --epochs], got {args.warmup_epochs}")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout: expected a probability in [0, 1), got {args.dropout}")
     if args.device not in ("cpu", "cuda"):
@@ -106,7 +111,7 @@ def run(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, dropout=args.dropout, init=args.init, seed=args.seed, workers=args.workers,
         lr_steps=args.lr_steps, plateau_patience=args.plateau_patience, max_lr_drops=args.max_lr_drops,
-        save_every=args.save_every, keep=args.keep, log_every=args.log_every, max_steps=args.max_steps,
+        warmup_epochs=args.warmup_epochs, save_every=args.save_every, keep=args.keep, log_every=args.log_every, max_steps=args.max_steps,
         progress=not args.quiet,
     )  # fmt: skip
     resume = True if args.resume else (False if args.restart else None)

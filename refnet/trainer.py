@@ -74,6 +74,7 @@ class TrainConfig:
     lr_steps: list = field(default_factory=list)  # epochs (1-based boundaries) at which lr /= 10; empty = plateau
     plateau_patience: int = 1  # epochs without val improvement before lr /= 10
     max_lr_drops: int = 3
+    warmup_epochs: float = 0.0  # lr rises linearly from lr/W to lr over the first W steps (W = these epochs); 0 = none, as the paper
     save_every: int = 0  # also save latest.h5 every N steps (0: only at epoch ends)
     keep: int = 3  # epoch checkpoints to keep
     log_every: int = 20  # a metrics.jsonl "step" record every N steps
@@ -568,8 +569,16 @@ class Trainer:
         if not ops.all_finite(self.net.flat_grads):
             raise NonFiniteError(f"the gradient of {_first_non_finite_grad(self.net)} is not finite")
         ops.sgd_momentum_update(self.net.flat_params, self.net.flat_grads, self.net.flat_momentum,
-                                self.schedule.lr, self.cfg.momentum, self.cfg.weight_decay)  # fmt: skip
+                                self.current_lr(), self.cfg.momentum, self.cfg.weight_decay)  # fmt: skip
         return loss
+
+    def current_lr(self):
+        """The lr of the update that ends step net.step: the schedule's, scaled by net.step / W during a
+        warmup of W steps. A function of the step count alone, so a resumed run repeats it exactly."""
+        warmup_steps = round(self.cfg.warmup_epochs * self.batches_per_epoch)
+        if self.net.step < warmup_steps:
+            return self.schedule.lr * max(self.net.step, 1) / warmup_steps
+        return self.schedule.lr
 
     def _staging(self):
         """The pinned host buffer a GPU gradient is reduced through (allocated on first use)."""
@@ -623,14 +632,14 @@ class Trainer:
                         self.epoch_totals.add(loss, _softmax_host(self.net.last_logits(len(labels))), labels)
                         elapsed = time.perf_counter() - window_start
                         images_per_second = window_images / max(elapsed, 1e-9)
-                        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", lr=f"{self.schedule.lr:g}")
+                        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", lr=f"{self.current_lr():g}")
                         bar.update(1)
                         if cfg.log_every and self.net.step % cfg.log_every == 0:
                             so_far = self.epoch_totals.result()
                             self._log({
                                 "kind": "step", "step": self.net.step,
                                 "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
-                                "lr": self.schedule.lr, "train_loss": loss,
+                                "lr": self.current_lr(), "train_loss": loss,
                                 # running top-1/top-5 error of this epoch's batches so far
                                 "train_top1_error": so_far["top1_error"], "train_top5_error": so_far["top5_error"],
                                 "images_per_second": images_per_second, "wall_seconds": wall(),

@@ -79,8 +79,9 @@ def test_loss_goes_down_and_the_run_directory_is_complete(data_dir, tmp_path):
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
-    """SIGKILL in the middle of step 5 (epoch 2, batch 2); the same command then finishes the run."""
-    common = ["--epochs", "2", "--save-every", "1", "--lr", "0.02"]
+    """SIGKILL in the middle of step 5 (epoch 2, batch 2), inside a warmup of 6 steps; the same
+    command then finishes the run."""
+    common = ["--epochs", "2", "--save-every", "1", "--lr", "0.02", "--warmup-epochs", "2"]
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert main(train_args(data_dir, clean, *common)) == 0
 
@@ -110,6 +111,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
     assert a.schedule == b.schedule
     strip = lambda records: [{k: v for k, v in r.items() if k not in ("wall_seconds", "images_per_second")} for r in records]  # noqa: E731
     assert strip(read_records(clean)) == strip(read_records(killed))
+    step_lrs = [r["lr"] for r in read_records(clean) if r["kind"] == "step"]
+    assert step_lrs == pytest.approx([0.02 * step / 6 for step in range(1, 7)])
 
 
 def test_sigterm_finishes_the_step_saves_and_says_how_to_resume(data_dir, tmp_path):

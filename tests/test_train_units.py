@@ -82,6 +82,8 @@ def test_plot_of_a_directory_without_metrics_is_an_error(tmp_path, capsys):
         (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
         (["--lr", "-1"], "--lr: expected a number > 0"),
         (["--dropout", "1.5"], "--dropout: expected a probability"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs: expected a number in [0, --epochs], got -1.0"),
+        (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs: expected a number in [0, --epochs], got 3.0"),
         ([], "no such directory"),
     ],
 )
