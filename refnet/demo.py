@@ -7,11 +7,12 @@
 4. evaluates the final network on the val split with the centre crop and the paper's 10-crop;
 5. writes DIR/run/curves.png and DIR/report.json, and prints where everything is.
 
-The settings below were chosen by measurement on the 2-core dev machine (see DEMO). Two depart
+The settings below were chosen by measurement on the 2-core dev machine (see DEMO). Three depart
 from the paper's recipe, because the demo has about 1,200 steps: `init="scaled"` (the paper's
 N(0, 0.01) with biases of 1 kept the loss at ln 10 for hundreds of steps at input size 67, see
-refnet/trainer.py scaled_init) and no dropout (with 2,000 images and 20 epochs the network
-underfits: train and val error stayed within a few points of each other).
+refnet/trainer.py scaled_init), no dropout (with 2,000 images and 20 epochs the network
+underfits: train and val error stayed within a few points of each other) and a warmup of lr over
+the first 2 epochs (early loss spikes killed some runs at chance; see DEMO).
 """
 
 import json
@@ -28,7 +29,11 @@ import time
 # float32 rounding alone: after the CPU kernels changed their summation order (row-update GEMM,
 # Winograd convolutions) the same settings gave 25.3% / 22.0% (24 epochs: 23.3% / 18.0%; lr 0.02:
 # 23.0% / 18.7%). Texture periods of 14-24 px, lr 0.015: 20.7% / 20.0%; with lr 0.02: 19.3% /
-# 17.3%, 252 s for the whole demo with a warm cache (165 training images/s), the settings below.
+# 17.3%. Then the register-tile GEMM changed the rounding again and lr 0.02 (seed 0) blew up at
+# step 45 (loss 4.4) and stayed at chance. So the settings are now judged over three seeds (the
+# seed also draws the images): lr 0.02 with a 2-epoch warmup, seed 0: 35% error; lr 0.015 with
+# warmup: 16.3% / 16.0% (seed 0), 26.0% / 26.3% (seed 1); lr 0.01 (the paper's) with warmup:
+# 13.7% / 11.3%, 13.3% / 13.0%, 13.3% / 11.0% (seeds 0, 1, 2): the settings below.
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
@@ -36,8 +41,9 @@ DEMO = {
     "input_size": 67,
     "epochs": 20,
     "batch_size": 32,
-    "lr": 0.02,
+    "lr": 0.01,
     "lr_steps": [14],
+    "warmup_epochs": 2,
     "dropout": 0.0,
     "init": "scaled",
     "seed": 0,
@@ -121,6 +127,7 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=data, run_dir=run_dir, device="cpu", input_size=DEMO["input_size"], epochs=args.epochs,
         batch_size=DEMO["batch_size"], lr=DEMO["lr"], lr_steps=[s for s in DEMO["lr_steps"] if s < args.epochs],
+        warmup_epochs=min(DEMO["warmup_epochs"], args.epochs),
         dropout=DEMO["dropout"], init=DEMO["init"], seed=DEMO["seed"], workers=args.workers, keep=1, log_every=5,
         progress=not args.quiet,
     )  # fmt: skip
