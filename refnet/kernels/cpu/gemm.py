@@ -111,8 +111,8 @@ def _pack_a(ap, a, sa_i, sa_p, M, K):
 def _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc):
     """bp[h*KC*NR + p*NR + j] = op(b)[p0 + p, j0 + h*NR + j] for p < kc, every panel h of NR
     columns of the nc; columns past nc are zeros. op(b)[p, j] = b[p*sb_p + j*sb_j].
-    The source is walked along its rows (one K index per row when sb_j == 1, one column per row
-    when sb_p == 1) so each row is read in one pass."""
+    When sb_j == 1 (b stored along N) each row of b is copied in one pass; otherwise each row of b
+    is a column of op(b)."""
     panels = (nc + NR - 1) // NR
     if sb_j == 1:
         for p in range(kc):
@@ -129,9 +129,9 @@ def _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc):
             out = bp[h * KC * NR : h * KC * NR + kc * NR]
             cols = min(NR, nc - h * NR)
             for j in range(cols):
-                src = b[(j0 + h * NR + j) * sb_j + p0 * sb_p : (j0 + h * NR + j) * sb_j + (p0 + kc) * sb_p]
+                start = (j0 + h * NR + j) * sb_j + p0 * sb_p
                 for p in range(kc):
-                    out[p * NR + j] = src[p]
+                    out[p * NR + j] = b[start + p * sb_p]
             for j in range(cols, NR):
                 for p in range(kc):
                     out[p * NR + j] = np.float32(0.0)
