@@ -77,6 +77,25 @@ def test_serial_kernel_matches_naive_with_pitches(rng, beta, trans_a, trans_b):
     np.testing.assert_array_equal(c[:, N:], want[:, N:])
 
 
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_dot_product_kernel_matches_naive_with_pitches(rng, beta):
+    # gemm_nt_serial (conv2d's NT products) reads rows of a and b along K in place, pitch apart;
+    # 37 x 530 is not a whole number of its 4x4 tiles and 600 crosses its K slice (512).
+    M, N, K, ldc, pitch = 37, 530, 600, 544, 608
+    a = rng.standard_normal((M, pitch)).astype(np.float32)
+    b = rng.standard_normal((N, pitch)).astype(np.float32)
+    c = rng.standard_normal((M, ldc)).astype(np.float32)
+    want = c.copy()
+    kernels.gemm_naive(want[:, :N], np.ascontiguousarray(a[:, :K]), np.ascontiguousarray(b[:, :K]), False, True,
+                       1.5, beta)
+    if beta == 0.0:
+        c[:, :N] = np.nan
+    kernels.gemm_nt_serial(c.reshape(-1), ldc, a.reshape(-1), pitch, b.reshape(-1), pitch, M, N, K,
+                           np.float32(1.5), np.float32(beta))
+    np.testing.assert_allclose(c[:, :N], want[:, :N], rtol=1e-4, atol=1e-4 * np.sqrt(K))
+    np.testing.assert_array_equal(c[:, N:], want[:, N:])
+
+
 def test_beta_zero_ignores_nan_in_c(rng):
     a, b = operands(rng, 8, 12, 300, False, False)
     c = ops.gemm(a, b, c=poisoned((8, 12)))

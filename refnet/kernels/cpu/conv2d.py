@@ -16,10 +16,10 @@ The fast launchers turn a chunk of `nc` images and one group into GEMMs on the p
     forward:          y_g (Kg, L)  = w_g (Kg, D) @ patches (L, D).T        patches: a row per output pixel
     backward filter:  dw_g (Kg, D) += dy_g (Kg, L) @ cols (D, L).T          cols: a row per (c, r, s)
     backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g (Kg, L)            then col2im adds dcols into dx
-All three run on gemm_serial, which reads w, patches, cols and dy_g in place through their
-strides (its packing does the transposes); patches, cols and dy_g have row pitches from
-padded_pitch (whole cache lines, not a multiple of 4 KiB; the forward GEMM runs over the zeros
-past D). Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
+The first two are dot-product GEMMs (gemm_nt_serial), both operands read in place along their
+long K; the third is the packed GEMM (gemm_serial), which reads w and dy_g through their strides
+(its packing does the transpose). patches, cols and dy_g have row pitches from padded_pitch (whole
+cache lines, not a multiple of 4 KiB; the forward GEMM runs over the zeros past D). Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
 Parallelism is over chunks, not inside the GEMMs: each thread runs im2col, GEMM and col2im of its
 own chunks (one parallel region per call instead of one per GEMM; the many small regions cost
 milliseconds each when the two cores are shared with other processes). Every element of y and dx
@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
-from .gemm import gemm_serial, padded_pitch
+from .gemm import gemm_nt_serial, gemm_serial, padded_pitch
 from .partial_sums import PARTS, split_into_parts, sum_parts
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
@@ -221,8 +221,8 @@ def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
         y_cols = np.empty(Kg * l_pitch, dtype=np.float32)
         for g in range(groups):
             _patches(patches, d_pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
-            gemm_serial(y_cols, l_pitch, w_rows[g * Kg * d_pitch :], d_pitch, 1, patches, 1, d_pitch,
-                        Kg, m * PQ, d_pitch, np.float32(1.0), np.float32(0.0))
+            gemm_nt_serial(y_cols, l_pitch, w_rows[g * Kg * d_pitch :], d_pitch, patches, d_pitch,
+                           Kg, m * PQ, d_pitch, np.float32(1.0), np.float32(0.0))
             _output_from_columns(y, y_cols, l_pitch, b, n0, m, g * Kg, Kg)
 
 
@@ -249,8 +249,8 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
             for g in range(groups):
                 _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
                 _dy_rows(dy_rows, pitch, dy, n0, m, g * Kg, Kg)
-                gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, 1, cols, 1, pitch,
-                            Kg, D, pitch, np.float32(1.0), beta)
+                gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
+                               Kg, D, pitch, np.float32(1.0), beta)
                 if need_dx:
                     # cols has been used: its memory now takes the gradient of the columns,
                     # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.

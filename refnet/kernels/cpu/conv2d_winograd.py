@@ -26,7 +26,8 @@ Layouts (float32): x (N, C, H, W), w (K, Cg, R, R), b (K,), y (N, K, P, Q) as in
 U (groups, E, Kg, Cg) with E = 16 (3x3) or 36 (5x5); per chunk of nc images, V (E blocks of
 (Cg, pitch)) and M (E blocks of (Kg, pitch)), the blocks spread_stride() apart, with
 T = nc*TP*TQ tiles (TP = ceil(P/2), TQ = ceil(Q/2)), tile index t = (i*TP + tp)*TQ + tq, and pitch
-= padded_pitch(T) (zeros past T). The GEMMs are gemm_serial's, one per element e of the tiles.
+= padded_pitch(T) (zeros past T). One GEMM per element e of the tiles: gemm_serial's in the forward
+(rows of V along the tiles), gemm_nt_serial's (dot products along the tiles) for the weight gradient.
 Parallelism is over chunks of images, each on one thread: every output belongs to one chunk, so
 results are bit-identical run to run whatever the thread count.
 """
@@ -34,7 +35,7 @@ results are bit-identical run to run whatever the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_serial, padded_pitch
+from .gemm import gemm_nt_serial, gemm_serial, padded_pitch
 from .partial_sums import split_into_parts, sum_parts
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
@@ -424,8 +425,8 @@ def _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part):
                 _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
                 _dy_transform(z, z_stride, pitch, dy, n0, m_images, g * Kg, Kg, TP, TQ, block)
                 for e in range(E):
-                    gemm_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch, 1,
-                                v[e * v_stride :], 1, pitch, Kg, Cg, pitch, np.float32(1.0), beta)
+                    gemm_nt_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch,
+                                   v[e * v_stride :], pitch, Kg, Cg, pitch, np.float32(1.0), beta)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -8,8 +8,8 @@ All float32, C-contiguous (row-major).
 Two kernels with the same contract:
 - `gemm_naive`: one dot product per element of c, a plain loop over K. The reference.
 - the packed GEMM, `gemm_strided` (used by `gemm` and `linear`; blocks of c shared out over the
-  threads) and `gemm_serial` (the same on the calling thread, for conv2d, which shares out whole
-  images instead). One algorithm for all four layouts, in the BLIS style:
+  threads) and `gemm_serial` (the same on the calling thread, for conv2d and Winograd, which share
+  out whole images instead). One algorithm for all four layouts, in the BLIS style:
   * op(a) is copied, up front, into panels of MR = 8 rows running along K (8 values per K index),
     one per slice of KC = 256 K indices; op(b) is copied, one K slice of a block of c at a time,
     into panels of NR = 32 columns (32 values per K index). Packing is where the layouts differ;
@@ -23,6 +23,12 @@ Two kernels with the same contract:
   Each element of c belongs to one block, so one thread writes it, always summing in the same
   order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
+
+- `gemm_nt_serial`, the dot-product form, for conv2d's NT products on the calling thread (the
+  forward over im2col patches and the weight gradients): each element of c is a dot product of two
+  rows read in place along K, a 4x4 tile of them at a time (LLVM vectorises the loop over K). Those
+  products have a long K and a short c, so the packed kernel's copy of op(b) cost more than its
+  register tile saved (measured, see gemm_nt_serial).
 
 The flat views: the fast kernels take 1-D arrays and the row pitch or the strides of each matrix
 (`lda`, `sa_i`, ...), so callers can hand them a slice of a larger buffer without copying.
@@ -43,6 +49,13 @@ NR = 2 * LANES
 KC = 256
 MB = 256
 NB = 256
+# The dot-product form: a 4x4 tile of dot products (16 accumulators + 8 operand vectors fit the
+# 32 vector registers of AVX-512), macro tiles of c per call, the longest K slice.
+DOT_MR = 4
+DOT_NR = 4
+DOT_MB = 128
+DOT_NB = 256
+DOT_KC = 512
 
 
 @njit(cache=True, nogil=True)
@@ -257,6 +270,145 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
         for j0 in range(0, N, NB):
             _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(NB, N - j0), alpha, beta,
                           bp, edge)
+
+
+# ---------------------------------------------------------------------------------------------
+# The dot-product form (NT, both operands along K, in place; `gemm_nt_serial`).
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _store(c, idx, total, alpha, beta):
+    if beta == np.float32(0.0):
+        c[idx] = alpha * total
+    else:
+        c[idx] = alpha * total + beta * c[idx]
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _tile_4x4(c, c0, ldc, a, a0, lda, b, b0, ldb, kc, alpha, beta):
+    """c[c0 + i*ldc + j] = alpha * sum_p a[a0 + i*lda + p] * b[b0 + j*ldb + p] + beta * c[...], i, j < 4."""
+    # Slices whose index starts at 0: Numba drops its negative-index wraparound for them, which
+    # otherwise turns the vector loads into gathers.
+    a_0 = a[a0 : a0 + kc]
+    a_1 = a[a0 + lda : a0 + lda + kc]
+    a_2 = a[a0 + 2 * lda : a0 + 2 * lda + kc]
+    a_3 = a[a0 + 3 * lda : a0 + 3 * lda + kc]
+    b_0 = b[b0 : b0 + kc]
+    b_1 = b[b0 + ldb : b0 + ldb + kc]
+    b_2 = b[b0 + 2 * ldb : b0 + 2 * ldb + kc]
+    b_3 = b[b0 + 3 * ldb : b0 + 3 * ldb + kc]
+    s00 = s01 = s02 = s03 = np.float32(0.0)
+    s10 = s11 = s12 = s13 = np.float32(0.0)
+    s20 = s21 = s22 = s23 = np.float32(0.0)
+    s30 = s31 = s32 = s33 = np.float32(0.0)
+    for p in range(kc):
+        x0 = a_0[p]
+        x1 = a_1[p]
+        x2 = a_2[p]
+        x3 = a_3[p]
+        y0 = b_0[p]
+        y1 = b_1[p]
+        y2 = b_2[p]
+        y3 = b_3[p]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+        s20 += x2 * y0
+        s21 += x2 * y1
+        s22 += x2 * y2
+        s23 += x2 * y3
+        s30 += x3 * y0
+        s31 += x3 * y1
+        s32 += x3 * y2
+        s33 += x3 * y3
+    _store(c, c0, s00, alpha, beta)
+    _store(c, c0 + 1, s01, alpha, beta)
+    _store(c, c0 + 2, s02, alpha, beta)
+    _store(c, c0 + 3, s03, alpha, beta)
+    r = c0 + ldc
+    _store(c, r, s10, alpha, beta)
+    _store(c, r + 1, s11, alpha, beta)
+    _store(c, r + 2, s12, alpha, beta)
+    _store(c, r + 3, s13, alpha, beta)
+    r += ldc
+    _store(c, r, s20, alpha, beta)
+    _store(c, r + 1, s21, alpha, beta)
+    _store(c, r + 2, s22, alpha, beta)
+    _store(c, r + 3, s23, alpha, beta)
+    r += ldc
+    _store(c, r, s30, alpha, beta)
+    _store(c, r + 1, s31, alpha, beta)
+    _store(c, r + 2, s32, alpha, beta)
+    _store(c, r + 3, s33, alpha, beta)
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
+    """The ragged border: an mr x nr (< 4 x 4) tile, one vectorised dot product per element."""
+    for i in range(mr):
+        a_i = a[a0 + i * lda : a0 + i * lda + kc]
+        for j in range(nr):
+            b_j = b[b0 + j * ldb : b0 + j * ldb + kc]
+            total = np.float32(0.0)
+            for p in range(kc):
+                total += a_i[p] * b_j[p]
+            _store(c, c0 + i * ldc + j, total, alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def _dot_tiling(M, N, K, min_tasks):
+    """(mb_size, nb_size, kc_size): macro tiles, shrunk until there are min_tasks of them (to keep
+    every core busy on small GEMMs), and equal K slices, each a multiple of the vector length so
+    that only the last one has a remainder."""
+    mb_size = DOT_MB
+    nb_size = DOT_NB
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and nb_size > 32:
+        nb_size //= 2
+    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and mb_size > 16:
+        mb_size //= 2
+    k_slices = (K + DOT_KC - 1) // DOT_KC
+    kc_size = (((K + k_slices - 1) // k_slices) + 15) // 16 * 16
+    return mb_size, nb_size, kc_size
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _dot_macro_tile(c, ldc, a, lda, b, ldb, i0, j0, mb, nb, K, kc_size, alpha, beta):
+    """Rows i0 .. i0+mb, columns j0 .. j0+nb of c, the whole K, one K slice after the other."""
+    for p0 in range(0, K, kc_size):
+        kc = min(kc_size, K - p0)
+        # beta applies once, on the first K slice; later slices add to what is there.
+        slice_beta = beta if p0 == 0 else np.float32(1.0)
+        for jj in range(0, nb, DOT_NR):
+            nr = min(DOT_NR, nb - jj)
+            for ii in range(0, mb, DOT_MR):
+                mr = min(DOT_MR, mb - ii)
+                c0 = (i0 + ii) * ldc + j0 + jj
+                a0 = (i0 + ii) * lda + p0
+                b0 = (j0 + jj) * ldb + p0
+                if mr == DOT_MR and nr == DOT_NR:
+                    _tile_4x4(c, c0, ldc, a, a0, lda, b, b0, ldb, kc, alpha, slice_beta)
+                else:
+                    _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, slice_beta)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
+    """c[i*ldc + j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * c[i*ldc + j] on the calling
+    thread, both operands read in place along K: the dot-product form, for conv2d's NT products
+    (the forward over patches, the weight gradients), whose K is long and whose c is short. There
+    the packed kernel spent more time copying op(b) (each value used by only Kg rows of c) than it
+    saved: conv1 forward 74-76 -> 104-121 ms, the weight gradients 1.3-1.6x slower, measured
+    alternately against this form."""
+    mb_size, nb_size, kc_size = _dot_tiling(M, N, K, 1)
+    for i0 in range(0, M, mb_size):
+        for j0 in range(0, N, nb_size):
+            _dot_macro_tile(c, ldc, a, lda, b, ldb, i0, j0, min(mb_size, M - i0), min(nb_size, N - j0), K, kc_size,
+                            alpha, beta)
 
 
 def gemm(c, a, b, trans_a, trans_b, alpha, beta):
