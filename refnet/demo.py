@@ -36,7 +36,9 @@ import time
 # 13.7% / 11.3%, 13.3% / 13.0%, 13.3% / 11.0% (seeds 0, 1, 2), but 311 s for the whole demo from
 # a cold Numba cache (about 30 s of compiling), over the 5 minutes. 18 epochs, lr / 10 after 13:
 # 14.0% / 12.0%, 16.7% / 14.0%, 14.7% / 14.0% (seeds 0, 1, 2), 257-278 s with a warm cache (the
-# machine's speed moved by 8% across those three runs): the settings below.
+# machine's speed moved by 8% across those three runs): the settings below. Then conv2d's NT
+# products went back to the dot-product GEMM (rounding again): 12.7% / 10.0%, 14.3% / 14.0%,
+# 19.7% / 17.7% (seeds 0, 1, 2): seed 2 sits 0.3 points inside the 80% the issue asks for.
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
