@@ -49,6 +49,8 @@ NR = 2 * LANES
 KC = 256
 MB = 256
 NB = 256
+# Blocks of c wanted per parallel GEMM, at least.
+MIN_TASKS = 8
 # The dot-product form: a 4x4 tile of dot products (16 accumulators + 8 operand vectors fit the
 # 32 vector registers of AVX-512), macro tiles of c per call, the longest K slice.
 DOT_MR = 4
@@ -246,13 +248,18 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
     ap = np.empty(_a_panels(M, K) * KC * MR, dtype=np.float32)
     _pack_a(ap, a, sa_i, sa_p, M, K)
     m_blocks = (M + MB - 1) // MB
-    n_blocks = (N + NB - 1) // NB
+    # Narrower column blocks when there would be fewer than MIN_TASKS (fc8's 1000 outputs make four
+    # of NB): the threads then share the work more evenly. Each element's sum is the same either way.
+    nb_size = NB
+    while m_blocks * ((N + nb_size - 1) // nb_size) < MIN_TASKS and nb_size > 2 * NR:
+        nb_size //= 2
+    n_blocks = (N + nb_size - 1) // nb_size
     for t in prange(m_blocks * n_blocks):
         i0 = (t // n_blocks) * MB
-        j0 = (t % n_blocks) * NB
+        j0 = (t % n_blocks) * nb_size
         bp = np.empty(NB * KC, dtype=np.float32)
         edge = np.empty(MR * NR, dtype=np.float32)
-        _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(NB, N - j0), alpha, beta,
+        _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha, beta,
                       bp, edge)
 
 
