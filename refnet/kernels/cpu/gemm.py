@@ -368,19 +368,11 @@ def _tile_edge(c, c0, ldc, a, a0, lda, b, b0, ldb, mr, nr, kc, alpha, beta):
 
 
 @njit(cache=True, nogil=True)
-def _dot_tiling(M, N, K, min_tasks):
-    """(mb_size, nb_size, kc_size): macro tiles, shrunk until there are min_tasks of them (to keep
-    every core busy on small GEMMs), and equal K slices, each a multiple of the vector length so
-    that only the last one has a remainder."""
-    mb_size = DOT_MB
-    nb_size = DOT_NB
-    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and nb_size > 32:
-        nb_size //= 2
-    while ((M + mb_size - 1) // mb_size) * ((N + nb_size - 1) // nb_size) < min_tasks and mb_size > 16:
-        mb_size //= 2
+def _dot_k_slice(K):
+    """The K slice: K cut into equal slices of at most DOT_KC, each a multiple of the vector length
+    so that only the last one has a remainder."""
     k_slices = (K + DOT_KC - 1) // DOT_KC
-    kc_size = (((K + k_slices - 1) // k_slices) + 15) // 16 * 16
-    return mb_size, nb_size, kc_size
+    return (((K + k_slices - 1) // k_slices) + 15) // 16 * 16
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -411,10 +403,10 @@ def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
     the packed kernel spent more time copying op(b) (each value used by only Kg rows of c) than it
     saved: conv1 forward 74-76 -> 104-121 ms, the weight gradients 1.3-1.6x slower, measured
     alternately against this form."""
-    mb_size, nb_size, kc_size = _dot_tiling(M, N, K, 1)
-    for i0 in range(0, M, mb_size):
-        for j0 in range(0, N, nb_size):
-            _dot_macro_tile(c, ldc, a, lda, b, ldb, i0, j0, min(mb_size, M - i0), min(nb_size, N - j0), K, kc_size,
+    kc_size = _dot_k_slice(K)
+    for i0 in range(0, M, DOT_MB):
+        for j0 in range(0, N, DOT_NB):
+            _dot_macro_tile(c, ldc, a, lda, b, ldb, i0, j0, min(DOT_MB, M - i0), min(DOT_NB, N - j0), K, kc_size,
                             alpha, beta)
 
 

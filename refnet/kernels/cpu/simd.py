@@ -72,11 +72,11 @@ def _is_float32_vector_array(arr):
     return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.float32
 
 
-def _lanes_at(context, builder, arr_type, arr, index, index_type):
-    """Pointer to arr[index] seen as a pointer to 16 lanes."""
+def _lanes_at(context, builder, arr_type, arr, index, index_type, lanes_type=_VECTOR):
+    """Pointer to arr[index] seen as a pointer to 16 lanes (of float32, or of lanes_type)."""
     data = context.make_array(arr_type)(context, builder, arr).data
     offset = context.cast(builder, index, index_type, types.intp)
-    return builder.bitcast(builder.gep(data, [offset]), _VECTOR.as_pointer())
+    return builder.bitcast(builder.gep(data, [offset]), lanes_type.as_pointer())
 
 
 def _splat(builder, value, vector_type):
@@ -226,9 +226,7 @@ def vstore_first(typingctx, arr, index, vector, count):
 
     def codegen(context, builder, signature, args):
         lanes_type = _INDICES if as_int else _VECTOR
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        offset = context.cast(builder, args[1], signature.args[1], types.intp)
-        pointer = builder.bitcast(builder.gep(data, [offset]), lanes_type.as_pointer())
+        pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1], lanes_type)
         value = builder.fptosi(args[2], _INDICES) if as_int else args[2]
         mask = _first_lanes(context, builder, args[3], signature.args[3])
         name = "llvm.masked.store.v16i32.p0" if as_int else "llvm.masked.store.v16f32.p0"
