@@ -41,7 +41,8 @@ import time
 # 19.7% / 17.7% (seeds 0, 1, 2): seed 2 sits 0.3 points inside the 80% the issue asks for.
 # From a fresh clone after that change the demo took 346.5 s from a cold Numba cache (about 60 s
 # of it compiling, the dot-product GEMM now compiled beside the packed one; epochs at 133-155
-# images/s against 165-178 an hour earlier): over the issue's 5 minutes. 288.6 s before it.
+# images/s against 165-178 an hour earlier): over the issue's 5 minutes. 288.6 s before it; the
+# same code from another fresh clone 20 minutes later: 271.8 s (the VM's speed, not the code).
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
