@@ -84,6 +84,24 @@ def test_stride2_kernel_with_nans_and_ties_matches_reference(rng, size):
     np.testing.assert_array_equal(argmax, argmax_ref)
 
 
+@pytest.mark.parametrize("size", [2, 3, 4, 5])
+@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40)])
+def test_stride2_kernel_is_bit_identical_to_reference_on_small_value_sets(rng, shape, size):
+    # Values from {-1, -0.0, 0, 1, NaN}: most windows hold ties between +0 and -0 (equal, but the
+    # first one must win and its sign must survive) and several NaNs (the first in row-major
+    # order must win). Shapes: two planes per vector with an odd plane count (Q <= 8), one row
+    # per vector (8 < Q <= 16), two vectors per row with a partial one (Q > 16).
+    if shape[2] < size or shape[3] < size:
+        pytest.skip("window larger than the plane")
+    values = np.array([-1.0, -0.0, 0.0, 1.0, np.nan], np.float32)
+    x = values[rng.choice(5, size=shape, p=[0.2, 0.3, 0.3, 0.15, 0.05])]
+    out_shape, y_ref, argmax_ref = pooled_poison(x, size, 2)
+    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, 2)
+    y, argmax = ops.maxpool2d_forward(x, size, 2)
+    np.testing.assert_array_equal(y.view(np.int32), y_ref.view(np.int32))  # bits: sign of 0, NaN
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
 def test_maxpool_ties_go_to_first_in_row_major_order():
     x = np.zeros((1, 1, 3, 3), np.float32)
     x[0, 0, 1, 0] = x[0, 0, 0, 2] = x[0, 0, 2, 2] = 5.0

@@ -1,6 +1,6 @@
 """The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
 16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
-lane past their count, and max-pooling's NaN-aware comparison."""
+lane outside their mask, every-other-lane shuffles, and max-pooling's NaN-aware comparison."""
 
 import numpy as np
 from numba import njit
@@ -8,17 +8,21 @@ from numba import njit
 from refnet.kernels.cpu.simd import (
     HALF,
     LANES,
+    prefetch,
+    vadd,
     vbroadcast,
     vevens,
+    vfirst,
     vfma,
     vload,
-    vload_first,
+    vload_masked,
     vmul,
+    vodds,
     vramp_halves,
     vselect,
     vsplat,
     vstore,
-    vstore_first,
+    vstore_masked,
     vupper_half,
     vwins,
     vzero,
@@ -30,46 +34,54 @@ def _combine(out, x, y, z, at, scalar_at, scale):
     vstore(out, at, vfma(vload(x, at), vload(y, at), vload(z, at)))
     vstore(out, at + LANES, vmul(vbroadcast(x, scalar_at), vsplat(scale)))
     vstore(out, at + 2 * LANES, vzero())
+    vstore(out, at + 3 * LANES, vadd(vload(x, at), vload(y, at)))
+    prefetch(x, at)  # a hint only: changes nothing
 
 
 def test_vector_ops_match_numpy_at_unaligned_offsets(rng):
-    x, y, z = (rng.standard_normal(80).astype(np.float32) for _ in range(3))
+    x, y, z = (rng.standard_normal(100).astype(np.float32) for _ in range(3))
     for at in (0, 3, 17):
-        out = np.full(80, np.nan, np.float32)
+        out = np.full(100, np.nan, np.float32)
         _combine(out, x, y, z, at, 5, np.float32(-1.5))
         lanes = slice(at, at + LANES)
         want = (x[lanes].astype(np.float64) * y[lanes] + z[lanes]).astype(np.float32)
         np.testing.assert_allclose(out[lanes], want, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(out[at + LANES : at + 2 * LANES], np.float32(x[5] * np.float32(-1.5)))
         np.testing.assert_array_equal(out[at + 2 * LANES : at + 3 * LANES], 0.0)
-        # Nothing outside the three stores is touched.
-        assert np.isnan(out[:at]).all() and np.isnan(out[at + 3 * LANES :]).all()
+        np.testing.assert_array_equal(out[at + 3 * LANES : at + 4 * LANES], x[lanes] + y[lanes])
+        # Nothing outside the four stores is touched.
+        assert np.isnan(out[:at]).all() and np.isnan(out[at + 4 * LANES :]).all()
 
 
 @njit(cache=True)
 def _masked(out, out_int, x, at, count):
-    v = vload_first(x, at, count)
-    vstore_first(out, 0, v, LANES)
-    vstore_first(out, LANES, vevens(v, vupper_half(v)), count)
-    vstore_first(out_int, 0, vramp_halves(np.float32(3.0), np.float32(100.0), np.float32(2.0)), count)
+    first = vfirst(count)
+    v = vload_masked(x, at, first)
+    vstore_masked(out, 0, v, vfirst(LANES))
+    vstore_masked(out, LANES, vevens(v, vupper_half(v)), first)
+    vstore_masked(out, 2 * LANES, vodds(v, vupper_half(v)), first)
+    vstore_masked(out_int, 0, vramp_halves(np.float32(3.0), np.float32(100.0), np.float32(2.0)), first)
 
 
 def test_masked_loads_and_stores_stay_inside_their_lanes(rng):
     x = rng.standard_normal(20).astype(np.float32)
-    for count in (0, 5, 16, 40):
-        out = np.full(2 * LANES, np.nan, np.float32)
+    for count in (-3, 0, 5, 16, 40):
+        out = np.full(3 * LANES, np.nan, np.float32)
         out_int = np.full(LANES, -1, np.int32)
         # The last 5 values of x: a load of 16 from there would run past the array's end.
-        at = 20 - min(count, 16) if count <= 16 else 4
+        at = 20 - max(0, min(count, 16)) if count <= 16 else 4
         _masked(out, out_int, x, at, count)
-        n = min(count, LANES)
+        n = max(0, min(count, LANES))
         loaded = np.zeros(LANES, np.float32)
         loaded[:n] = x[at : at + n]
         np.testing.assert_array_equal(out[:LANES], loaded)
         upper_half = np.concatenate([loaded[HALF:], loaded[HALF:]])
         evens_of_both = np.concatenate([loaded[0::2], upper_half[0::2]])
         np.testing.assert_array_equal(out[LANES : LANES + n], evens_of_both[:n])
-        assert np.isnan(out[LANES + n :]).all()
+        assert np.isnan(out[LANES + n : 2 * LANES]).all()
+        odds_of_both = np.concatenate([loaded[1::2], upper_half[1::2]])
+        np.testing.assert_array_equal(out[2 * LANES : 2 * LANES + n], odds_of_both[:n])
+        assert np.isnan(out[2 * LANES + n :]).all()
         ramp = np.concatenate([3 + 2 * np.arange(HALF), 100 + 2 * np.arange(HALF)]).astype(np.int32)
         np.testing.assert_array_equal(out_int[:n], ramp[:n])
         assert (out_int[n:] == -1).all()

@@ -8,17 +8,22 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vstore(arr, i, v)           :  arr[i + l] = v[l] for l < 16
     vfma(x, y, z)               -> x * y + z lane by lane, one rounding (fused)
     vmul(x, y)                  -> x * y lane by lane
-    vload_first(arr, i, n)      -> arr[i + l] in lanes l < n, 0 in the others; nothing past
-                                   arr[i + n - 1] is read (a masked load: no fault at an array's end)
-    vstore_first(arr, i, v, n)  :  arr[i + l] = v[l] for l < n only; into an int32 array, v[l]
-                                   converted to int32 (exact for whole numbers below 2**24)
+    vadd(x, y)                  -> x + y lane by lane
+    vfirst(n)                   -> a mask16: lanes l < n (n <= 0: none; n >= 16: all)
+    vload_masked(arr, i, m)     -> arr[i + l] in the lanes of mask m, 0 in the others; nothing
+                                   outside m is read (no fault at an array's end)
+    vstore_masked(arr, i, v, m) :  arr[i + l] = v[l] in the lanes of mask m only; into an int32
+                                   array, v[l] converted to int32 (exact for whole numbers < 2**24)
     vevens(lo, hi)              -> (lo[0], lo[2], ..., lo[14], hi[0], hi[2], ..., hi[14]): every
                                    other value of 32, for stride-2 windows
+    vodds(lo, hi)               -> (lo[1], lo[3], ..., lo[15], hi[1], hi[3], ..., hi[15])
     vupper_half(v)              -> (v[8], ..., v[15], v[8], ..., v[15])
     vramp_halves(a, b, step)    -> (a, a + step, ..., a + 7*step, b, b + step, ..., b + 7*step)
     vwins(v, best)              -> a mask16, lane by lane: does v replace the running maximum best?
                                    (v > best, or v is NaN; never once best is NaN: max-pooling's rule)
     vselect(mask, x, y)         -> x where mask, else y
+    prefetch(arr, i)            :  ask the caches for the line holding arr[i] (a hint: no fault,
+                                   no effect on results)
 A `float32x16` is an LLVM <16 x float>: one AVX-512 register (two AVX2 registers, four SSE ones:
 LLVM splits it where the machine is narrower), so a tile of c held in such values across a whole
 K loop stays in registers. Numba itself has no such type: written with scalars or arrays, the same
@@ -176,6 +181,17 @@ def vmul(typingctx, x, y):
 
 
 @intrinsic
+def vadd(typingctx, x, y):
+    if not all(isinstance(t, Float32x16) for t in (x, y)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return float32x16(x, y), codegen
+
+
+@intrinsic
 def vramp_halves(typingctx, lo_start, hi_start, step):
     if not (lo_start == types.float32 and hi_start == types.float32 and step == types.float32):
         return None
@@ -202,41 +218,50 @@ def vupper_half(typingctx, v):
 
 
 @intrinsic
-def vload_first(typingctx, arr, index, count):
-    if not (_is_float32_vector_array(arr) and isinstance(index, types.Integer) and isinstance(count, types.Integer)):
+def vfirst(typingctx, count):
+    if not isinstance(count, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _first_lanes(context, builder, args[0], signature.args[0])
+
+    return mask16(count), codegen
+
+
+@intrinsic
+def vload_masked(typingctx, arr, index, mask):
+    if not (_is_float32_vector_array(arr) and isinstance(index, types.Integer) and isinstance(mask, Mask16)):
         return None
 
     def codegen(context, builder, signature, args):
         pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1])
-        mask = _first_lanes(context, builder, args[2], signature.args[2])
         load = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_VECTOR, [_VECTOR.as_pointer(), ir.IntType(32), _MASK, _VECTOR]),
             "llvm.masked.load.v16f32.p0")
-        return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(_VECTOR, [0.0] * LANES)])
+        return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 4), args[2], ir.Constant(_VECTOR, [0.0] * LANES)])
 
-    return float32x16(arr, index, count), codegen
+    return float32x16(arr, index, mask), codegen
 
 
 @intrinsic
-def vstore_first(typingctx, arr, index, vector, count):
+def vstore_masked(typingctx, arr, index, vector, mask):
     as_int = isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int32
     if not ((_is_float32_vector_array(arr) or as_int) and isinstance(index, types.Integer)
-            and isinstance(vector, Float32x16) and isinstance(count, types.Integer)):
+            and isinstance(vector, Float32x16) and isinstance(mask, Mask16)):
         return None
 
     def codegen(context, builder, signature, args):
         lanes_type = _INDICES if as_int else _VECTOR
         pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1], lanes_type)
         value = builder.fptosi(args[2], _INDICES) if as_int else args[2]
-        mask = _first_lanes(context, builder, args[3], signature.args[3])
         name = "llvm.masked.store.v16i32.p0" if as_int else "llvm.masked.store.v16f32.p0"
         store = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [lanes_type, lanes_type.as_pointer(), ir.IntType(32), _MASK]),
             name)
-        builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
+        builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), args[3]])
         return context.get_dummy_value()
 
-    return types.none(arr, index, vector, count), codegen
+    return types.none(arr, index, vector, mask), codegen
 
 
 @intrinsic
@@ -251,13 +276,25 @@ def vevens(typingctx, lo, hi):
 
 
 @intrinsic
+def vodds(typingctx, lo, hi):
+    if not (isinstance(lo, Float32x16) and isinstance(hi, Float32x16)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.shuffle_vector(args[0], args[1], ir.Constant(_INDICES, list(range(1, 2 * LANES, 2))))
+
+    return float32x16(lo, hi), codegen
+
+
+@intrinsic
 def vwins(typingctx, v, best):
     if not (isinstance(v, Float32x16) and isinstance(best, Float32x16)):
         return None
 
     def codegen(context, builder, signature, args):
         v, best = args
-        greater_or_nan = builder.or_(builder.fcmp_ordered(">", v, best), builder.fcmp_unordered("uno", v, v))
+        # "greater, or unordered" is v > best or either is NaN; and best not NaN leaves v's NaN.
+        greater_or_nan = builder.fcmp_unordered(">", v, best)
         return builder.and_(greater_or_nan, builder.fcmp_ordered("ord", best, best))
 
     return mask16(v, best), codegen
@@ -272,3 +309,22 @@ def vselect(typingctx, mask, x, y):
         return builder.select(args[0], args[1], args[2])
 
     return float32x16(mask, x, y), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offset = context.cast(builder, args[1], signature.args[1], types.intp)
+        address = builder.bitcast(builder.gep(data, [offset]), ir.IntType(8).as_pointer())
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
+            "llvm.prefetch.p0")
+        # read, keep in all levels (locality 3), data cache
+        builder.call(hint, [address] + [ir.Constant(ir.IntType(32), k) for k in (0, 3, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, index), codegen
