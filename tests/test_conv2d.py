@@ -128,11 +128,25 @@ def test_winograd_takes_the_layers_it_is_faster_on(N, K, R, stride, P, expected)
     assert kernels.winograd_applies(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
 
 
-@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", WINOGRAD_GEOMETRIES[:3] + GEOMETRIES)
+# Chunks of at least PACKED_DW_MAX_COLUMNS output pixels take the dot-product GEMM for dw, the
+# smaller ones (every geometry above) the packed one.
+LONG_CHUNK_GEOMETRIES = [(3, 3, 21, 19, 4, 3, 3, 1, 1, 1), (2, 4, 40, 36, 4, 4, 4, 2, 1, 2)]
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups",
+                         WINOGRAD_GEOMETRIES[:3] + GEOMETRIES + LONG_CHUNK_GEOMETRIES)
 def test_im2col_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
     # Still the path of every other geometry, and callable for 3x3 stride 1 too.
     _fast_against_direct(rng, kernels.conv2d_forward_im2col, kernels.conv2d_backward_im2col,
                          N, C, H, W, K, R, S, stride, pad, groups)
+
+
+def test_long_chunk_geometries_reach_the_dot_product_weight_gradient():
+    for N, C, H, W, K, R, S, stride, pad, groups in LONG_CHUNK_GEOMETRIES:
+        P = (H + 2 * pad - R) // stride + 1
+        Q = (W + 2 * pad - S) // stride + 1
+        images, _ = kernels._chunking(N, P * Q)
+        assert images * P * Q >= kernels.PACKED_DW_MAX_COLUMNS
 
 
 def test_winograd_does_not_depend_on_the_threads(rng):

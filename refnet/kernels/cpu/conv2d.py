@@ -41,6 +41,10 @@ from .partial_sums import PARTS, split_into_parts, sum_parts
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
 CHUNK_COLUMNS = 1024
+# The weight gradient's GEMM sums over a chunk's output pixels. Below this many, the dot-product
+# form spends more on its per-element horizontal sums than on multiply-adds (a 3x3 output at
+# batch 32: chunks of 72 pixels), and the packed kernel, its K loop free of such sums, is faster.
+PACKED_DW_MAX_COLUMNS = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +253,14 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
             for g in range(groups):
                 _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
                 _dy_rows(dy_rows, pitch, dy, n0, m, g * Kg, Kg)
-                gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
-                               Kg, D, pitch, np.float32(1.0), beta)
+                if m * PQ < PACKED_DW_MAX_COLUMNS:
+                    # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
+                    # read through transposed strides (its packing does the transpose).
+                    gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, 1, cols, 1, pitch,
+                                Kg, D, m * PQ, np.float32(1.0), beta)
+                else:
+                    gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
+                                   Kg, D, pitch, np.float32(1.0), beta)
                 if need_dx:
                     # cols has been used: its memory now takes the gradient of the columns,
                     # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.
