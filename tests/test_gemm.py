@@ -77,6 +77,25 @@ def test_serial_kernel_matches_naive_with_pitches(rng, beta, trans_a, trans_b):
     np.testing.assert_array_equal(c[:, N:], want[:, N:])
 
 
+@pytest.mark.parametrize("sb_p, sb_j", [(1, 300), (300, 1), (2, 700)])
+@pytest.mark.parametrize("p0, kc, j0, nc", [(0, 256, 0, 256), (5, 37, 3, 70), (16, 16, 40, 16), (1, 15, 0, 9)])
+def test_packing_of_b_copies_exactly_and_pads_with_zeros(rng, sb_p, sb_j, p0, kc, j0, nc):
+    # The three ways op(b) is packed: rows that are runs of b (vector copies, masked at the end),
+    # columns that are runs (16 x 16 blocks transposed in registers, the rest value by value), and
+    # neither (value by value). Every value of the panels is compared, padding included.
+    b = rng.standard_normal(300 * 700).astype(np.float32)
+    op_b = lambda p, j: b[p * sb_p + j * sb_j]  # noqa: E731
+    bp = np.full(kernels.NB * kernels.KC, np.nan, np.float32)
+    kernels._pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc)
+    NR, KC = kernels.NR, kernels.KC
+    for h in range((nc + NR - 1) // NR):
+        panel = bp[h * KC * NR : h * KC * NR + kc * NR].reshape(kc, NR)
+        want = np.zeros((kc, NR), np.float32)
+        for j in range(min(NR, nc - h * NR)):
+            want[:, j] = [op_b(p0 + p, j0 + h * NR + j) for p in range(kc)]
+        np.testing.assert_array_equal(panel, want)
+
+
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_dot_product_kernel_matches_naive_with_pitches(rng, beta):
     # gemm_nt_serial (conv2d's NT products) reads rows of a and b along K in place, pitch apart;

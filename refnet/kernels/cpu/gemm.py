@@ -41,7 +41,7 @@ products, row updates of c in L1) reached 0.72-0.98x numpy matmul on the FC shap
 import numpy as np
 from numba import njit, prange
 
-from .simd import LANES, vbroadcast, vfma, vload, vmul, vsplat, vstore, vzero
+from .simd import LANES, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16, vzero
 
 # Micro tile of c in registers (NR = two vectors), K slice, block of c per parallel task.
 MR = 8
@@ -130,26 +130,37 @@ def _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc):
     is a column of op(b)."""
     panels = (nc + NR - 1) // NR
     if sb_j == 1:
+        # Each row of op(b) is a run of b: two vectors per panel (masked on the last, whose lanes
+        # past nc load as the zeros the panel needs).
         for p in range(kc):
-            src = b[(p0 + p) * sb_p + j0 : (p0 + p) * sb_p + j0 + nc]
+            src = (p0 + p) * sb_p + j0
             for h in range(panels):
-                out = bp[h * KC * NR + p * NR : h * KC * NR + p * NR + NR]
-                cols = min(NR, nc - h * NR)
-                for j in range(cols):
-                    out[j] = src[h * NR + j]
-                for j in range(cols, NR):
-                    out[j] = np.float32(0.0)
+                at = h * KC * NR + p * NR
+                cols = nc - h * NR
+                if cols >= NR:
+                    vstore(bp, at, vload(b, src + h * NR))
+                    vstore(bp, at + LANES, vload(b, src + h * NR + LANES))
+                else:
+                    vstore(bp, at, vload_masked(b, src + h * NR, vfirst(cols)))
+                    vstore(bp, at + LANES, vload_masked(b, src + h * NR + LANES, vfirst(cols - LANES)))
     else:
+        # Each column of op(b) is a row of b. Where it is a run (sb_p == 1), whole blocks of 16
+        # columns x 16 K indices are transposed in registers; the rest value by value.
+        whole_k = kc // LANES * LANES if sb_p == 1 else 0
         for h in range(panels):
             out = bp[h * KC * NR : h * KC * NR + kc * NR]
             cols = min(NR, nc - h * NR)
             for j in range(cols):
                 start = (j0 + h * NR + j) * sb_j + p0 * sb_p
-                for p in range(kc):
+                first_p = whole_k if j < cols // LANES * LANES else 0
+                for p in range(first_p, kc):
                     out[p * NR + j] = b[start + p * sb_p]
             for j in range(cols, NR):
                 for p in range(kc):
                     out[p * NR + j] = np.float32(0.0)
+            for jj in range(0, cols // LANES * LANES, LANES):
+                for pp in range(0, whole_k, LANES):
+                    vtranspose16(b, (j0 + h * NR + jj) * sb_j + p0 + pp, sb_j, bp, h * KC * NR + pp * NR + jj, NR)
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")

@@ -22,6 +22,10 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vwins(v, best)              -> a mask16, lane by lane: does v replace the running maximum best?
                                    (v > best, or v is NaN; never once best is NaN: max-pooling's rule)
     vselect(mask, x, y)         -> x where mask, else y
+    vtranspose16(src, i, sp, dst, o, dp)
+                                :  dst[o + t*dp + r] = src[i + r*sp + t] for r, t < 16: a 16 x 16
+                                   block copied transposed (16 loads, 64 two-vector shuffles, 16
+                                   stores)
     prefetch(arr, i)            :  ask the caches for the line holding arr[i] (a hint: no fault,
                                    no effect on results)
 A `float32x16` is an LLVM <16 x float>: one AVX-512 register (two AVX2 registers, four SSE ones:
@@ -328,3 +332,44 @@ def prefetch(typingctx, arr, index):
         return context.get_dummy_value()
 
     return types.none(arr, index), codegen
+
+
+def _transpose_stage(builder, rows, h):
+    """Swap the off-diagonal h x h blocks inside every 2h x 2h block of a 16 x 16 matrix held as
+    16 row vectors; after stages h = 8, 4, 2, 1 the rows hold the columns."""
+    out = list(rows)
+    for i in range(LANES):
+        if i & h:
+            continue
+        upper = [c if not c & h else LANES + c - h for c in range(LANES)]
+        lower = [c + h if not c & h else LANES + c for c in range(LANES)]
+        out[i] = builder.shuffle_vector(rows[i], rows[i + h], ir.Constant(_INDICES, upper))
+        out[i + h] = builder.shuffle_vector(rows[i], rows[i + h], ir.Constant(_INDICES, lower))
+    return out
+
+
+@intrinsic
+def vtranspose16(typingctx, src, index, src_pitch, dst, dst_index, dst_pitch):
+    if not (_is_float32_vector_array(src) and _is_float32_vector_array(dst)
+            and all(isinstance(t, types.Integer) for t in (index, src_pitch, dst_index, dst_pitch))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src_type, index_type, pitch_type, dst_type, dst_index_type, dst_pitch_type = signature.args
+        src_arr, start, pitch, dst_arr, dst_start, dst_step = args
+        start = context.cast(builder, start, index_type, types.intp)
+        pitch = context.cast(builder, pitch, pitch_type, types.intp)
+        dst_start = context.cast(builder, dst_start, dst_index_type, types.intp)
+        dst_step = context.cast(builder, dst_step, dst_pitch_type, types.intp)
+        rows = []
+        for r in range(LANES):
+            at = builder.add(start, builder.mul(pitch, ir.Constant(pitch.type, r)))
+            rows.append(builder.load(_lanes_at(context, builder, src_type, src_arr, at, types.intp), align=4))
+        for h in (8, 4, 2, 1):
+            rows = _transpose_stage(builder, rows, h)
+        for t in range(LANES):
+            at = builder.add(dst_start, builder.mul(dst_step, ir.Constant(dst_step.type, t)))
+            builder.store(rows[t], _lanes_at(context, builder, dst_type, dst_arr, at, types.intp), align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, index, src_pitch, dst, dst_index, dst_pitch), codegen
