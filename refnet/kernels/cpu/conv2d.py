@@ -17,8 +17,9 @@ The fast launchers turn a chunk of `nc` images and one group into GEMMs on the p
     backward filter:  dw_g (Kg, D) += dy_g (Kg, L) @ cols (D, L).T          cols: a row per (c, r, s)
     backward data:    dcols (D, L) = w_g.T (D, Kg) @ dy_g (Kg, L)            then col2im adds dcols into dx
 The first two are dot-product GEMMs (gemm_nt_serial), both operands read in place along their
-long K; the third is the packed GEMM (gemm_serial), which reads w and dy_g through their strides
-(its packing does the transpose). patches, cols and dy_g have row pitches from padded_pitch (whole
+long K, except the weight gradient of chunks under PACKED_DW_MAX_COLUMNS pixels (short K: the
+demo's 3x3 outputs), which goes to the packed GEMM; the third is the packed GEMM (gemm_serial),
+which reads w and dy_g through their strides (its packing does the transpose). patches, cols and dy_g have row pitches from padded_pitch (whole
 cache lines, not a multiple of 4 KiB; the forward GEMM runs over the zeros past D). Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
 Parallelism is over chunks, not inside the GEMMs: each thread runs im2col, GEMM and col2im of its
 own chunks (one parallel region per call instead of one per GEMM; the many small regions cost

@@ -12,8 +12,10 @@ Two kernels with the same contract:
   out whole images instead). One algorithm for all four layouts, in the BLIS style:
   * op(a) is copied, up front, into panels of MR = 8 rows running along K (8 values per K index),
     one per slice of KC = 256 K indices; op(b) is copied, one K slice of a block of c at a time,
-    into panels of NR = 32 columns (32 values per K index). Packing is where the layouts differ;
-    past it, every case reads the same contiguous panels. Panels are padded with zeros to whole
+    into panels of NR = 32 columns (32 values per K index). Packing is where the layouts differ
+    (op(b)'s rows, when they are runs of b, are copied as vectors; its columns, when they are,
+    16 x 16 at a time transposed in registers: done value by value, the copy had cost about 30%
+    of the FC GEMMs' time); past it, every case reads the same contiguous panels. Panels are padded with zeros to whole
     tiles.
   * The micro-kernel holds an 8 x 32 tile of c in 16 vector registers (`simd.py`) for a whole K
     slice: per K index, two vector loads of b and eight broadcasts of a feed sixteen FMAs. c is
@@ -25,7 +27,7 @@ Two kernels with the same contract:
   and do not depend on the number of threads.
 
 - `gemm_nt_serial`, the dot-product form, for conv2d's NT products on the calling thread (the
-  forward over im2col patches and the weight gradients): each element of c is a dot product of two
+  forward over im2col patches and the weight gradients of long chunks): each element of c is a dot product of two
   rows read in place along K, a 4x4 tile of them at a time (LLVM vectorises the loop over K). Those
   products have a long K and a short c, so the packed kernel's copy of op(b) cost more than its
   register tile saved (measured, see gemm_nt_serial).

@@ -34,9 +34,9 @@ FLOAT_EXACT_INTS = 2**24
 # Planes per parallel task of the stride-2 kernel (even: narrow planes are taken two at a time).
 PLANES_PER_TASK = 16
 # The stride-2 kernel prefetches the next plane(s) into L1 while pooling one, for planes of up to
-# this many values (pool2, pool5: 10-30% faster, measured): then the next plane fits in L1 beside
-# the current one. pool1's 12 KB planes were 10% slower with it (the hardware's own prefetch keeps
-# up along their 220-byte rows).
+# this many values (pool2, pool5: 6-29% faster, measured): then the next plane fits in L1 beside
+# the current one. pool1's 12 KB planes were 8-19% slower with it (the hardware's own prefetch
+# keeps up along their 220-byte rows). bench/results/cpu.md, fourth session, change 3.
 PREFETCH_MAX_PLANE = 1024
 
 
@@ -132,8 +132,8 @@ def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out
     Separable: output row p is the first winner of the row maxima of input rows 2p, 2p+1, 2p+2,
     in that order, and row 2p+2's is also row p+1's first, so each input row is reduced once.
     Along the way, the same rows of the planes at ahead_a, ahead_b (< 0: none) are prefetched:
-    the next planes, whose rows the hardware's prefetch alone would fetch too late when planes
-    are small (pool5 twice as fast, measured)."""
+    the next planes, whose rows the hardware's prefetch alone fetches too late when planes are
+    small (see PREFETCH_MAX_PLANE)."""
     lo, hi = vfirst(W - 2 * qa if na > 0 else 0), vfirst(W - 2 * qb if nb > 0 else 0)
     lo2, hi2 = vfirst(W - 2 * qa - 2 if na > 0 else 0), vfirst(W - 2 * qb - 2 if nb > 0 else 0)
     keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
