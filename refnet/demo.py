@@ -43,6 +43,12 @@ import time
 # of it compiling, the dot-product GEMM now compiled beside the packed one; epochs at 133-155
 # images/s against 165-178 an hour earlier): over the 5 minutes. 288.6 s before it; the
 # same code from another fresh clone 20 minutes later: 271.8 s (the VM's speed, not the code).
+# The weight gradient of the 3x3-output layers then moved to the packed GEMM (rounding again):
+# 11.3% / 8.7%, 13.3% / 12.3%, 15.3% / 13.7% (seeds 0, 1, 2); the demo from a fresh clone took
+# 316.0 s and, with the faster GEMM packing, 324.9 s from a cold Numba cache (75-79 s of it the
+# first epoch, nearly all compiling; the VM ran slower in the second): still over the 5 minutes
+# on this VM. 15 epochs (lr / 10 after 11) to save about 40 s: 16.3% / 15.0%, 21.3% / 18.0%,
+# 17.0% / 15.7% (seeds 0, 1, 2): seed 1 under 80% accuracy, so not taken.
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
