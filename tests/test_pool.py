@@ -85,12 +85,14 @@ def test_stride2_kernel_with_nans_and_ties_matches_reference(rng, size):
 
 
 @pytest.mark.parametrize("size", [2, 3, 4, 5])
-@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40)])
+@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40),
+                                   (2, 3, 5, 9), (2, 3, 9, 5), (1, 3, 17, 3)])
 def test_stride2_kernel_is_bit_identical_to_reference_on_small_value_sets(rng, shape, size):
     # Values from {-1, -0.0, 0, 1, NaN}: most windows hold ties between +0 and -0 (equal, but the
     # first one must win and its sign must survive) and several NaNs (the first in row-major
     # order must win). Shapes: two planes per vector with an odd plane count (Q <= 8), one row
-    # per vector (8 < Q <= 16), two vectors per row with a partial one (Q > 16).
+    # per vector (8 < Q <= 16), two vectors per row with a partial one (Q > 16), and planes of
+    # P*Q == 8 outputs at the 3x3 window (two planes' outputs 8 apart, but not filling 8 lanes).
     if shape[2] < size or shape[3] < size:
         pytest.skip("window larger than the plane")
     values = np.array([-1.0, -0.0, 0.0, 1.0, np.nan], np.float32)

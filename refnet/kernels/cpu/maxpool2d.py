@@ -137,7 +137,9 @@ def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out
     lo, hi = vfirst(W - 2 * qa if na > 0 else 0), vfirst(W - 2 * qb if nb > 0 else 0)
     lo2, hi2 = vfirst(W - 2 * qa - 2 if na > 0 else 0), vfirst(W - 2 * qb - 2 if nb > 0 else 0)
     keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
-    contiguous = out_b == out_a + HALF
+    # One store for both halves only when lanes 0-7 are all kept and lane 8 falls on out_b: two
+    # short planes whose outputs happen to lie 8 apart (P*Q == 8) must not take it.
+    contiguous = na == HALF and out_b == out_a + HALF
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
     at_a, at_b = plane_a + 2 * qa, plane_b + 2 * qb
     top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp)
