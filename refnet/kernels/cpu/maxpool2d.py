@@ -97,11 +97,33 @@ def _pool_plane(y, argmax, x, size, stride):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_rows(xs, start, count):
-    """Ask for the cache lines of xs[start : start + count] (start < 0: none)."""
-    if start >= 0:
-        for k in range(start, start + count, LANES):
+def _prefetch_rows(xs, plane, start, count):
+    """Ask for the cache lines of xs[plane + start : plane + start + count] (plane < 0: none)."""
+    if plane >= 0:
+        for k in range(plane + start, plane + start + count, LANES):
             prefetch(xs, k)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _halves_together(na, out_a, out_b):
+    """Can one store write both halves of a vector of outputs: are lanes 0-7 all kept and does lane
+    8 fall on out_b? (Two short planes whose outputs lie 8 apart, P*Q == 8, must not.)"""
+    return na == HALF and out_b == out_a + HALF
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _store_outputs(ys, ats, out_a, out_b, best, best_at, keep_a, keep_b, keep_both, together):
+    """The kept lanes of one vector of outputs and of their positions: lanes 0-7 from flat
+    position out_a (mask keep_a), lanes 8-15 from out_b (keep_b), or all from out_a in one store
+    each when `together` (keep_both: the na + nb first lanes)."""
+    if together:
+        vstore_masked(ys, out_a, best, keep_both)
+        vstore_masked(ats, out_a, best_at, keep_both)
+    else:
+        vstore_masked(ys, out_a, best, keep_a)
+        vstore_masked(ats, out_a, best_at, keep_a)
+        vstore_masked(ys, out_b, vupper_half(best), keep_b)
+        vstore_masked(ats, out_b, vupper_half(best_at), keep_b)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -137,31 +159,21 @@ def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out
     lo, hi = vfirst(W - 2 * qa if na > 0 else 0), vfirst(W - 2 * qb if nb > 0 else 0)
     lo2, hi2 = vfirst(W - 2 * qa - 2 if na > 0 else 0), vfirst(W - 2 * qb - 2 if nb > 0 else 0)
     keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
-    # One store for both halves only when lanes 0-7 are all kept and lane 8 falls on out_b: two
-    # short planes whose outputs happen to lie 8 apart (P*Q == 8) must not take it.
-    contiguous = na == HALF and out_b == out_a + HALF
+    together = _halves_together(na, out_a, out_b)
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
     at_a, at_b = plane_a + 2 * qa, plane_b + 2 * qb
     top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp)
     for p in range(P):
         h = 2 * p + 1
-        _prefetch_rows(xs, ahead_a + (h - 1) * W if ahead_a >= 0 else -1, 2 * W)
-        _prefetch_rows(xs, ahead_b + (h - 1) * W if ahead_b >= 0 else -1, 2 * W)
+        _prefetch_rows(xs, ahead_a, (h - 1) * W, 2 * W)
+        _prefetch_rows(xs, ahead_b, (h - 1) * W, 2 * W)
         mid, mid_at = _row_max3(xs, at_a + h * W, at_b + h * W, lo, hi, lo2, hi2,
                                 vadd(ramp, vsplat(np.float32(h * W))))
         bottom, bottom_at = _row_max3(xs, at_a + (h + 1) * W, at_b + (h + 1) * W, lo, hi, lo2, hi2,
                                       vadd(ramp, vsplat(np.float32((h + 1) * W))))
         best, best_at = _wins_into(mid, mid_at, top, top_at)
         best, best_at = _wins_into(bottom, bottom_at, best, best_at)
-        at = p * Q
-        if contiguous:
-            vstore_masked(ys, out_a + at, best, keep_both)
-            vstore_masked(ats, out_a + at, best_at, keep_both)
-        else:
-            vstore_masked(ys, out_a + at, best, keep_a)
-            vstore_masked(ats, out_a + at, best_at, keep_a)
-            vstore_masked(ys, out_b + at, vupper_half(best), keep_b)
-            vstore_masked(ats, out_b + at, vupper_half(best_at), keep_b)
+        _store_outputs(ys, ats, out_a + p * Q, out_b + p * Q, best, best_at, keep_a, keep_b, keep_both, together)
         top, top_at = bottom, bottom_at
 
 
@@ -183,17 +195,15 @@ def _pool_vector_any(ys, ats, xs, rows, size, W, P, Q, plane_a, qa, na, plane_b,
             best, best_at = _wins_into(v, vadd(first_at, vsplat(np.float32(j))), best, best_at)
         vstore(rows, h * 2 * LANES, best)
         vstore(rows, h * 2 * LANES + LANES, best_at)
-    keep_a, keep_b = vfirst(na), vfirst(nb)
+    keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
+    together = _halves_together(na, out_a, out_b)
     for p in range(P):
         at = 2 * p * 2 * LANES
         best, best_at = vload(rows, at), vload(rows, at + LANES)
         for i in range(1, size):
             at += 2 * LANES
             best, best_at = _wins_into(vload(rows, at), vload(rows, at + LANES), best, best_at)
-        vstore_masked(ys, out_a + p * Q, best, keep_a)
-        vstore_masked(ats, out_a + p * Q, best_at, keep_a)
-        vstore_masked(ys, out_b + p * Q, vupper_half(best), keep_b)
-        vstore_masked(ats, out_b + p * Q, vupper_half(best_at), keep_b)
+        _store_outputs(ys, ats, out_a + p * Q, out_b + p * Q, best, best_at, keep_a, keep_b, keep_both, together)
 
 
 @njit(cache=True, nogil=True, inline="always")
