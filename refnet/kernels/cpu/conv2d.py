@@ -19,8 +19,10 @@ The fast launchers turn a chunk of `nc` images and one group into GEMMs on the p
 The first two are dot-product GEMMs (gemm_nt_serial), both operands read in place along their
 long K, except the weight gradient of chunks under PACKED_DW_MAX_COLUMNS pixels (short K: the
 demo's 3x3 outputs), which goes to the packed GEMM; the third is the packed GEMM (gemm_serial),
-which reads w and dy_g through their strides (its packing does the transpose). patches, cols and dy_g have row pitches from padded_pitch (whole
-cache lines, not a multiple of 4 KiB; the forward GEMM runs over the zeros past D). Chunks of several images give the small late layers (P*Q = 169) long GEMMs.
+which reads w and dy_g through their strides (its packing does the transpose). patches, cols and
+dy_g have row pitches from padded_pitch (whole cache lines, not a multiple of 4 KiB; the forward
+GEMM runs over the zeros past D). Chunks of several images give the small late layers
+(P*Q = 169) long GEMMs.
 Parallelism is over chunks, not inside the GEMMs: each thread runs im2col, GEMM and col2im of its
 own chunks (one parallel region per call instead of one per GEMM; the many small regions cost
 milliseconds each when the two cores are shared with other processes). Every element of y and dx

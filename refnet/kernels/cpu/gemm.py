@@ -15,8 +15,8 @@ Two kernels with the same contract:
     into panels of NR = 32 columns (32 values per K index). Packing is where the layouts differ
     (op(b)'s rows, when they are runs of b, are copied as vectors; its columns, when they are,
     16 x 16 at a time transposed in registers: done value by value, the copy had cost about 30%
-    of the FC GEMMs' time); past it, every case reads the same contiguous panels. Panels are padded with zeros to whole
-    tiles.
+    of the FC GEMMs' time); past it, every case reads the same contiguous panels. Panels are
+    padded with zeros to whole tiles.
   * The micro-kernel holds an 8 x 32 tile of c in 16 vector registers (`simd.py`) for a whole K
     slice: per K index, two vector loads of b and eight broadcasts of a feed sixteen FMAs. c is
     loaded and stored once per K slice, never inside the K loop.
@@ -27,10 +27,10 @@ Two kernels with the same contract:
   and do not depend on the number of threads.
 
 - `gemm_nt_serial`, the dot-product form, for conv2d's NT products on the calling thread (the
-  forward over im2col patches and the weight gradients of long chunks): each element of c is a dot product of two
-  rows read in place along K, a 4x4 tile of them at a time (LLVM vectorises the loop over K). Those
-  products have a long K and a short c, so the packed kernel's copy of op(b) cost more than its
-  register tile saved (measured, see gemm_nt_serial).
+  forward over im2col patches and the weight gradients of long chunks): each element of c is a
+  dot product of two rows read in place along K, a 4x4 tile of them at a time (LLVM vectorises
+  the loop over K). Those products have a long K and a short c, where the packed kernel gains
+  nothing over it (measured, see gemm_nt_serial).
 
 The flat views: the fast kernels take 1-D arrays and the row pitch or the strides of each matrix
 (`lda`, `sa_i`, ...), so callers can hand them a slice of a larger buffer without copying.
@@ -413,9 +413,10 @@ def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * c[i*ldc + j] on the calling
     thread, both operands read in place along K: the dot-product form, for conv2d's NT products
     (the forward over patches, the weight gradients), whose K is long and whose c is short. There
-    the packed kernel spent more time copying op(b) (each value used by only Kg rows of c) than it
-    saved: conv1 forward 74-76 -> 104-121 ms, the weight gradients 1.3-1.6x slower, measured
-    alternately against this form."""
+    each value of op(b) is used by only Kg rows of c, so the packed kernel's copy of it weighs: with
+    the copy value by value it was slower (conv1 forward 74-76 -> 104-121 ms, the weight gradients
+    1.3-1.6x), with the vectorised copy a wash (conv totals within the runs' noise, and no faster
+    to compile), both measured alternately against this form (bench/results/cpu.md)."""
     kc_size = _dot_k_slice(K)
     for i0 in range(0, M, DOT_MB):
         for j0 in range(0, N, DOT_NB):
