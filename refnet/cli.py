@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "plot": ("refnet.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
     "demo": ("refnet.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
+    "sass": ("refnet.commands.sass", "compile every CUDA kernel at AlexNet's shapes and read its machine code (no GPU)"),
 }
 
 
