@@ -3,8 +3,9 @@ spills: the part of a GPU build the CUDA simulator never
 exercises (it runs the kernels as plain Python, so a construct Numba's CUDA target rejects, such
 as a shared-array shape that is not a literal, passes there).
 
-Runs without the simulator and without a GPU, wherever a CUDA toolkit is found (libnvvm,
-libdevice and ptxas under CUDA_HOME or /usr/local/cuda*):
+Runs without the simulator and without a GPU wherever ptxas, nvdisasm and libdevice are found:
+NVIDIA's pip wheels (nvidia-cuda-nvcc, nvidia-cuda-nvdisasm: the `test` extra) or a CUDA toolkit
+under CUDA_HOME or /usr/local/cuda* (refnet.sass.toolchain; NVVM itself is numba-cuda's):
 
     .venv/bin/python -m pytest -q tests/cuda/test_compile_ptx.py
 
@@ -12,12 +13,11 @@ Under the simulator (`make test-cuda-sim`) the same checks run in a child pytest
 without it, since the simulator, once imported, cannot compile.
 
 Each launcher is called with numpy arrays in place of device arrays; the kernel launch is
-replaced by a PTX compilation for the argument types it would have been launched with.
+recorded and compiled for the argument types it would have been launched with
+(refnet.sass.capture, which `refnet sass` uses too).
 """
 
-import glob
 import os
-import re
 import subprocess
 import sys
 
@@ -30,62 +30,26 @@ CC = (9, 0)
 pytestmark = pytest.mark.compile_only  # exempt from the directory's "no GPU" skip (see conftest)
 
 
-def _toolkit():
-    roots = [os.environ.get("CUDA_HOME", "")] + sorted(glob.glob("/usr/local/cuda*"), reverse=True)
-    for root in roots:
-        libdevice = os.path.join(root, "nvvm", "libdevice", "libdevice.10.bc")
-        ptxas = os.path.join(root, "bin", "ptxas")
-        if root and os.path.exists(libdevice) and os.path.exists(ptxas):
-            return root, libdevice, ptxas
-    return None
+@pytest.fixture(scope="module")
+def toolchain():
+    if config.ENABLE_CUDASIM:
+        pytest.skip("the CUDA simulator cannot compile PTX; here these checks run in a child process (below)")
+    from refnet.sass.toolchain import ToolchainNotFound, find_toolchain
+
+    try:
+        return find_toolchain()
+    except ToolchainNotFound as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """Run every launcher once on tiny numpy arrays; returns {kernel name: ptxas report}."""
-    if config.ENABLE_CUDASIM:
-        pytest.skip("the CUDA simulator cannot compile PTX; here these checks run in a child process (below)")
-    toolkit = _toolkit()
-    if toolkit is None:
-        pytest.skip("no CUDA toolkit (libdevice + ptxas) under CUDA_HOME or /usr/local/cuda*")
-    root, libdevice, ptxas = toolkit
-    os.environ.setdefault("CUDA_HOME", root)
+def compiled(toolchain):
+    """Run every launcher once on tiny numpy arrays; returns {kernel name#i: capture.Kernel}."""
+    from refnet.sass.capture import capturing, compile_kernel
 
-    from numba import cuda, typeof
-    from numba.cuda import dispatcher
-    from numba.cuda.cudadrv import libs, nvrtc, nvvm
-
-    patches = pytest.MonkeyPatch()
-    # numba-cuda asks NVRTC (absent from a bare toolkit) only for the list of architectures and
-    # for libdevice's path; answer both directly.
-    patches.setattr(nvrtc, "get_supported_ccs", lambda: (CC,))
-    patches.setattr(libs, "get_libdevice", lambda: libdevice)
-    patches.setattr(nvvm, "get_libdevice", lambda: libdevice)
-    patches.setattr(cuda, "device_array", lambda shape, dtype=np.float32: np.zeros(shape, dtype))
-    patches.setattr(cuda, "to_device", np.array)
-    out_dir = tmp_path_factory.mktemp("ptx")
-    reports = {}
-
-    def compile_instead_of_launch(self, launch_config):
-        def compile_ptx(*args):
-            signature = tuple(typeof(a) for a in args)
-            fastmath = self.targetoptions.get("fastmath", False)
-            ptx, _ = cuda.compile_ptx(self.py_func, signature, cc=CC, fastmath=fastmath)
-            path = out_dir / f"{self.py_func.__name__}-{len(reports)}.ptx"
-            path.write_text(ptx)
-            result = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(path), "-o", os.devnull],
-                                    capture_output=True, text=True)
-            assert result.returncode == 0, f"ptxas failed on {self.py_func.__name__}: {result.stderr}"
-            reports[f"{self.py_func.__name__}#{len(reports)}"] = result.stderr
-
-        return compile_ptx
-
-    patches.setattr(dispatcher.CUDADispatcher, "__getitem__", compile_instead_of_launch)
-    try:
+    with capturing() as launches:
         _run_every_launcher()
-    finally:
-        patches.undo()
-    return reports
+    return {f"{launch.name}#{i}": compile_kernel(launch, toolchain, CC) for i, launch in enumerate(launches)}
 
 
 def _run_every_launcher():
@@ -132,16 +96,44 @@ def test_every_kernel_compiles_for_sm90(compiled):
 
 
 def test_no_kernel_spills_registers(compiled):
-    spills = {name: re.search(r"(\d+) bytes spill stores", report).group(1) for name, report in compiled.items()}
-    assert all(v == "0" for v in spills.values()), f"register spills (bytes): {spills}"
+    spills = {name: kernel.spill_bytes for name, kernel in compiled.items() if kernel.spill_bytes}
+    assert not spills, f"register spills (bytes stored + loaded): {spills}"
+
+
+def test_the_tools_are_found_in_the_pip_wheels_alone(toolchain):
+    """What a machine with no CUDA toolkit gets from `pip install nvidia-cuda-nvcc
+    nvidia-cuda-nvdisasm`: ptxas, nvdisasm and libdevice from site-packages compile a kernel."""
+    from refnet.kernels.cuda import relu
+    from refnet.sass import toolchain as tools
+    from refnet.sass.capture import capturing, compile_kernel
+
+    if not tools.wheel_roots():
+        pytest.skip("NVIDIA's wheels are not installed (the `test` extra installs them)")
+    wheels = tools.find_toolchain(system=False)
+    roots = tuple(os.path.realpath(r) for r in tools.wheel_roots())
+    assert all(path.startswith(roots) for path in (wheels.ptxas, wheels.nvdisasm, wheels.libdevice)), wheels
+    with capturing() as launches:
+        relu.relu_forward(np.zeros(10, np.float32), np.zeros(10, np.float32))
+    kernel = compile_kernel(launches[0], wheels, CC)
+    assert kernel.registers > 0 and any(ins.base == "EXIT" for ins in kernel.listing.entry.instructions)
+
+
+def test_a_missing_tool_says_what_to_install(monkeypatch):
+    from refnet.sass import toolchain as tools
+
+    monkeypatch.setattr(tools, "wheel_roots", lambda: [])
+    with pytest.raises(tools.ToolchainNotFound, match="pip install nvidia-cuda-nvcc nvidia-cuda-nvdisasm"):
+        tools.find_toolchain(system=False)
 
 
 def test_compile_checks_pass_in_a_process_without_the_simulator():
+    """Every compile_only test of this directory (this file's and test_sass.py's), in one child
+    process, so that each kernel is compiled once for both."""
     if not config.ENABLE_CUDASIM:
-        pytest.skip("runs the checks above in a child process; here they run directly")
+        pytest.skip("runs the compile_only checks in a child process; here they run directly")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", __file__],
-                           env=env, capture_output=True, text=True)
+    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "compile_only",
+                            os.path.dirname(__file__)], env=env, capture_output=True, text=True)  # fmt: skip
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
     if " passed" not in child.stdout:
         pytest.skip(child.stdout.strip().splitlines()[-1])
