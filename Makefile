@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-cpu test-cuda-sim bench bench-deps clean
+.PHONY: demo test test-cpu test-cuda-sim bench bench-deps gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench-deps: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/refnet bench --device cpu
+
+# On a GPU machine with no network whose python3 already has numba, numba-cuda, torch, h5py, pillow,
+# tqdm, compute-sanitizer and ncu (the lent ones): installs nothing, runs refnet from this tree,
+# under 8 minutes; results under bench/results/gpu-<date> (or $$OUT).
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
