@@ -27,7 +27,7 @@ def matmul_cells(row):
     lds = "/".join(f"{c[k]:.0f}" for k in ("LDS.32", "LDS.64", "LDS.128"))
     return (_label(row), regs, f"{row.shared_bytes / 1024:.1f}", occupancy, local, div, f"{c['FFMA']:.0f}", lds,
             *(f"{c[k]:.0f}" for k in ("LDG", "INT", "BRANCH", "BARRIER", "CALL", "OTHER")), f"{sum(c.values()):.0f}",
-            f"{row.loop_ffma_share:.0%} / {row.ffma_share:.0%}", f"{row.fill:.0%}",
+            f"{row.loop_ffma_share:.0%} / {row.ffma_share:.0%}", f"{row.fill:.0%}" if row.fill >= 0.1 else f"{row.fill:.1%}",
             *(f"{row.ceiling_tflops[gpu]:.1f}" for gpu in GPUS))  # fmt: skip
 
 

@@ -37,9 +37,13 @@ class Toolchain:
     nvdisasm_version: tuple
 
     def describe(self):
-        text = ".".join(str(v) for v in self.ptxas_version)
-        dis = ".".join(str(v) for v in self.nvdisasm_version)
-        return f"ptxas {text} ({self.ptxas}), nvdisasm {dis} ({self.nvdisasm})"
+        """"ptxas 13.5.37 (pip wheel), nvdisasm 13.5.37 (/usr/local/cuda-13.5/bin/nvdisasm)"."""
+
+        def where(path):
+            return "pip wheel" if f"{os.sep}site-packages{os.sep}" in path else path
+
+        ptxas, dis = (".".join(str(v) for v in version) for version in (self.ptxas_version, self.nvdisasm_version))
+        return f"ptxas {ptxas} ({where(self.ptxas)}), nvdisasm {dis} ({where(self.nvdisasm)})"
 
 
 def wheel_roots():
