@@ -26,7 +26,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
 
     def device_array(*shape, dtype=np.float32):
-        host = rng.standard_normal(shape).astype(np.float32) if dtype == np.float32 else np.zeros(shape, dtype)
+        # positive values: LRN's scale must be (a real GPU would give NaN, the simulator raises)
+        host = rng.uniform(0.1, 1.0, shape).astype(np.float32) if dtype == np.float32 else np.zeros(shape, dtype)
         return cuda.to_device(host)
 
     started = time.time()
