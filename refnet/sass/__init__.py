@@ -11,4 +11,5 @@
     analysis    one row per pass: occupancy, counts, FFMA share, issue-bound ceiling, DRAM time
     step_model  the predicted time of one training step, beside its anchors
     report      the rows as a text table, markdown and JSON
+    small_launches  one call of every launcher at small shapes (the compile test, the sanitizer)
 """

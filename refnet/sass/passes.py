@@ -18,7 +18,7 @@ tile is, how many a block runs) is read from refnet.kernels.cuda._tiled here and
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
