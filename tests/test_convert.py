@@ -13,7 +13,6 @@ from PIL import Image, ImageOps
 import data_fixtures as fx
 from data_tools.convert import convert
 from data_tools.labels import read_label_file
-from refnet.cli import main
 from data_tools.preprocess import SkipImage, load_image, resized_shape
 from data_tools.shards import DatasetError, read_manifest, reason_category
 from data_tools.stats import read_stats
@@ -264,7 +263,7 @@ def test_val_alone_converts_with_a_class_file_in_the_models_order(tmp_path, trai
     assert _val_labels_by_path(flat, manifest["classes"]) == truth
     folders = str(tmp_path / "val_folders")
     fx.make_class_tree(folders, {"n03": 2, "n01": 1}, seed=9)
-    assert main(["convert", str(tmp_path / "out"), "--val", folders, "--classes", str(class_file), "--size",
+    assert refnet_main(["convert", str(tmp_path / "out"), "--val", folders, "--classes", str(class_file), "--size",
                  str(SIZE), "--workers", "1", "--quiet"]) == 0  # fmt: skip
     labels = _val_labels_by_path(str(tmp_path / "out"), ["n03", "n01", "n02"])
     assert labels == {p: p.split("/")[0] for p in labels} and len(labels) == 3
