@@ -230,7 +230,7 @@ def check_compatible(ckpt: Checkpoint, *, variant: str, num_classes: int, input_
                      path="checkpoint") -> None:
     """Refuse a checkpoint whose network differs from the one being built (order None: the
     variant's)."""
-    from .model import check_order
+    from .model import PAPER_LRN, check_order
 
     for key, want in (("variant", variant), ("num_classes", num_classes), ("input_size", input_size)):
         got = ckpt.config.get(key)
@@ -239,7 +239,11 @@ def check_compatible(ckpt: Checkpoint, *, variant: str, num_classes: int, input_
                 f"{path} was trained with {key}={got!r}, but this run uses {key}={want!r}; "
                 f"use a new --run directory or matching options"
             )
-    got, want = (ckpt.network or network_from_config(ckpt.config))["order"], check_order(variant, order)
+    network = ckpt.network or network_from_config(ckpt.config)
+    if network["lrn"] != PAPER_LRN.to_dict():
+        raise CheckpointError(f"{path} has its own LRN constants {network['lrn']} (an imported model); refnet train "
+                              f"runs the paper's {PAPER_LRN.to_dict()}")  # fmt: skip
+    got, want = network["order"], check_order(variant, order)
     if got != want:
         why = (" (a format-1 checkpoint: before format 2 every variant pooled before LRN)"
                if ckpt.format_version == 1 else "")  # fmt: skip

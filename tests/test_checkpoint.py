@@ -221,6 +221,11 @@ def test_check_compatible_names_the_difference():
         ck.check_compatible(c, variant="paper", num_classes=10, input_size=67)
     with pytest.raises(ck.CheckpointError, match="num_classes=10.*num_classes=1000"):
         ck.check_compatible(c, variant="seed", num_classes=1000, input_size=67)
+    with pytest.raises(ck.CheckpointError, match="layer order 'pool-lrn', but this run uses 'lrn-pool'"):
+        ck.check_compatible(c, variant="seed", num_classes=10, input_size=67, order="lrn-pool")
+    c.network = ck.network_from_config(dict(c.config, lrn={"size": 5, "alpha": 2e-5, "beta": 0.75, "k": 1.0}))
+    with pytest.raises(ck.CheckpointError, match="its own LRN constants"):
+        ck.check_compatible(c, variant="seed", num_classes=10, input_size=67)
 
 
 def test_prune_keeps_the_newest_epoch_checkpoints(tmp_path):
