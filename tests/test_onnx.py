@@ -166,10 +166,15 @@ def lrn_load(net, x):
 # ---------------------------------------------------------------------------------------- import
 
 
-@pytest.mark.parametrize("opset", [9, 12])
-@pytest.mark.parametrize("bias", [1.0, 2.0])
-@pytest.mark.parametrize("groups", [1, 2])
-@pytest.mark.parametrize("order", ["pool-lrn", "lrn-pool"])
+# A half fraction of the 2^4 combinations of order, groups, LRN bias and opset (the opset set by
+# the parity of the other three): every pair of settings is met in both of its levels, at half
+# the time of all sixteen.
+HALF_FRACTION = [(order, groups, bias, 12 if (i + j + k) % 2 else 9)
+                 for i, order in enumerate(("pool-lrn", "lrn-pool")) for j, groups in enumerate((1, 2))
+                 for k, bias in enumerate((1.0, 2.0))]  # fmt: skip
+
+
+@pytest.mark.parametrize("order, groups, bias, opset", HALF_FRACTION)
 def test_imported_logits_match_onnxruntime(tmp_path, order, groups, bias, opset):
     fc, flatten = ("gemm", "flatten") if opset == 12 else ("matmul", "reshape")
     model = build_graph(order, groups, bias, opset, fc=fc, flatten=flatten, seed=groups + 2 * opset)
@@ -252,8 +257,7 @@ def random_checkpoint(tmp_path, variant, order, lrn=None, name="net.h5"):
     return path
 
 
-@pytest.mark.parametrize("opset", [9, 12])
-@pytest.mark.parametrize("variant, order", [("seed", "pool-lrn"), ("paper", "lrn-pool")])
+@pytest.mark.parametrize("variant, order, opset", [("seed", "pool-lrn", 9), ("paper", "lrn-pool", 12)])
 def test_exported_logits_match_onnxruntime(tmp_path, capsys, variant, order, opset):
     ckpt_path = random_checkpoint(tmp_path, variant, order)
     out = tmp_path / "out.onnx"
