@@ -95,6 +95,8 @@ def torch_alexnet(torch, variant: str = "seed", input_size: int = 227, num_class
                   dropout: float = 0.5):
     """An nn.Module computing what refnet.AlexNet computes, with the same parameter names."""
     nn, F = torch.nn, torch.nn.functional
+    from refnet.model import VARIANT_ORDER
+
     from .shapes import alexnet_shapes
 
     shapes = alexnet_shapes(1, input_size, variant, num_classes)
@@ -116,9 +118,14 @@ def torch_alexnet(torch, variant: str = "seed", input_size: int = 227, num_class
                 return x
             return F.dropout(x, dropout, training=True) if self.training else x * (1 - dropout)
 
+        def _pool_and_norm(self, x):  # layers 1-2, in the variant's order (refnet.model VARIANT_ORDER)
+            if VARIANT_ORDER[variant] == "lrn-pool":
+                return F.max_pool2d(self._lrn(x), 3, 2)
+            return self._lrn(F.max_pool2d(x, 3, 2))
+
         def forward(self, x):
-            x = self._lrn(F.max_pool2d(F.relu(self.conv1(x)), 3, 2))
-            x = self._lrn(F.max_pool2d(F.relu(self.conv2(x)), 3, 2))
+            x = self._pool_and_norm(F.relu(self.conv1(x)))
+            x = self._pool_and_norm(F.relu(self.conv2(x)))
             x = F.relu(self.conv3(x))
             x = F.relu(self.conv4(x))
             x = F.max_pool2d(F.relu(self.conv5(x)), 3, 2)

@@ -1,6 +1,6 @@
 """Convert ImageNet-style image folders into HDF5 shards (`refnet convert`, `python -m data_tools.convert`).
 
-    refnet convert OUT --train TRAIN_DIR [--val VAL_DIR [--val-labels FILE]] [--size 256]
+    refnet convert OUT --train TRAIN_DIR [--val VAL_DIR [--val-labels FILE]] [--classes FILE] [--size 256]
                    [--shard-size 1024] [--workers N] [--seed 0] [--compression none|lzf|gzip]
                    [--overwrite] [--quiet] [--part I/K]
     refnet convert OUT --merge [--quiet]
@@ -43,7 +43,7 @@ import time
 TASK_IMAGES = 8  # images per task handed to a worker: big enough to amortise the IPC, small enough to balance
 SPLIT_SEED_OFFSET = {"train": 0, "val": 1}  # train and val shuffled with different streams of --seed
 # The command line's conversion options and their defaults (what --merge must not be given).
-CONVERSION_DEFAULTS = {"train": None, "val": None, "val_labels": None, "size": None, "shard_size": 1024,
+CONVERSION_DEFAULTS = {"train": None, "val": None, "val_labels": None, "classes": None, "size": None, "shard_size": 1024,
                        "workers": None, "seed": 0, "compression": "none", "overwrite": False, "part": None}
 
 
@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", metavar="VAL_DIR", help="val images, in class folders or flat with --val-labels "
                         "(alone: reuses the class list of OUT's train split)")
     parser.add_argument("--val-labels", metavar="FILE", help="CSV 'filename,class' or Kaggle's LOC_val_solution.csv for a flat VAL_DIR")
+    parser.add_argument("--classes", metavar="FILE", help="the class list in label order, one name per line (first word "
+                        "of each line, e.g. Caffe's synsets.txt): a model's own order; lets --val convert alone")
     parser.add_argument("--size", type=int, default=None, help="stored image side: shorter side rescaled to it, centre crop (default 256, or OUT's)")
     parser.add_argument("--shard-size", type=int, default=CONVERSION_DEFAULTS["shard_size"],
                         help="input images per shard (default 1024)")
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 raise DatasetError(f"--merge takes the options from the parts it merges: drop {', '.join(given)}")
             merge(args.out, quiet=args.quiet)
         else:
-            convert(args.out, train=args.train, val=args.val, val_labels=args.val_labels, size=args.size,
+            convert(args.out, train=args.train, val=args.val, val_labels=args.val_labels, classes=args.classes,
+                    size=args.size,
                     shard_size=args.shard_size, workers=args.workers, seed=args.seed,
                     compression=args.compression, overwrite=args.overwrite, quiet=args.quiet, part=args.part)
     except DatasetError as exc:
@@ -97,9 +100,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size=1024, workers=None,
+def convert(out, *, train=None, val=None, val_labels=None, classes=None, size=None, shard_size=1024, workers=None,
             seed=0, compression="none", overwrite=False, quiet=False, part=None) -> dict:
     """Convert the given splits into OUT; returns the manifest. Raises DatasetError for bad inputs.
+
+    `classes`: a class-list file (label_sources.read_class_list) fixing the labels' order instead
+    of the train split's sorted folder names; with it a val split converts without a train split
+    (and without stats.h5, which only a train split gives).
 
     With `part` ("I/K" or (I, K)) only that part's shards are converted, nothing is merged, and the
     result is {split: the part's record} (see data_tools/parts.py)."""
@@ -129,13 +136,20 @@ def convert(out, *, train=None, val=None, val_labels=None, size=None, shard_size
         raise DatasetError(f"OUT {out!r} exists and is not a directory")
     existing = _existing_manifest(out, overwrite)
 
+    class_file, classes = classes, (label_sources.read_class_list(classes) if classes else None)
+    if classes is not None and existing is not None and list(existing["classes"]) != classes:
+        raise DatasetError(f"--classes {class_file}: differs from the class list of {out!r}; use --overwrite or another OUT")
     if train:
-        classes = label_sources.find_classes(train)
+        classes = classes or label_sources.find_classes(train)
         size = size or 256
+    elif classes is not None:
+        size = size or (existing["image_size"] if existing else 256)
+        if existing is not None and size != existing["image_size"]:
+            raise DatasetError(f"--size {size} differs from the image_size {existing['image_size']} in {out!r}")
     else:
         if existing is None or "train" not in existing["splits"]:
             raise DatasetError(f"--val alone needs OUT {out!r} to hold a converted train split (its class list); "
-                               "give --train as well")
+                               "give --train as well, or the class list with --classes FILE")
         classes = list(existing["classes"])
         if size is not None and size != existing["image_size"]:
             raise DatasetError(f"--size {size} differs from the train split's image_size {existing['image_size']} in {out!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 import stat
 from dataclasses import dataclass, field
 
@@ -101,6 +102,20 @@ def find_classes(root: str) -> list[str]:
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DatasetError(f"train source {root!r} has no class folders (expected {root}/<class>/<images>)")
+    return classes
+
+
+def read_class_list(path: str) -> list[str]:
+    """Class names in label order from a file: the first word of each non-empty line (a wnid per
+    line, Caffe's synsets.txt, or synset_words.txt's `wnid description`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            classes = [line.split()[0] for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"--classes {path!r}: cannot be read ({exc})") from None
+    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
+    if not classes or repeated:
+        raise DatasetError(f"--classes {path!r}: " + (f"repeats {', '.join(repeated[:3])}" if repeated else "is empty"))
     return classes
 
 

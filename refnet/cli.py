@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "train": ("refnet.train", "train AlexNet on converted shards with the paper's recipe"),
     "eval": ("refnet.evaluate", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
     "predict": ("refnet.predict", "top-5 classes of image files with a checkpoint"),
+    "import": ("refnet.commands.import_onnx", "read an ONNX AlexNet (e.g. the model zoo's bvlcalexnet) into a checkpoint"),
+    "export": ("refnet.commands.export_onnx", "write a checkpoint as an ONNX graph"),
     "plot": ("refnet.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
     "demo": ("refnet.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),

@@ -121,8 +121,11 @@ def most_confused_pairs(confusion, classes, limit=10):
     return pairs
 
 
-def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=False, desc="eval", world=None):
+def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=False, desc="eval", world=None,
+             preprocessing=None):
     """Errors of `net` on every image of `dataset` (centre crop, or 10-crop averaged); see ErrorCounter.
+    `preprocessing` (refnet.preprocess.Preprocessing): the channel order and scale applied to the
+    reader's crops (the mean it subtracts is the dataset's, see prepare_dataset).
 
     With a data-parallel `world` (refnet.distributed), each rank evaluates its share of every batch
     and the counts are summed over the ranks, so every rank returns the whole dataset's result.
@@ -140,6 +143,7 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
     with tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for x, labels in bar:
             if len(labels):  # a rank's share of a last batch smaller than the number of ranks
+                x = preprocessing.finish(x) if preprocessing is not None else x
                 counter.add(crop_probabilities(net, x), labels)
     counter.sum_over_ranks(world)
     result = counter.result()
@@ -148,20 +152,29 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
 
 
 def network_from_checkpoint(ckpt, device="cpu"):
-    """An AlexNet in evaluation mode with the checkpoint's parameters."""
+    """An AlexNet in evaluation mode with the checkpoint's parameters, built from its `network`
+    record: its layer order and LRN constants."""
     from .model import AlexNet
 
-    cfg = ckpt.config
-    net = AlexNet(
-        num_classes=cfg["num_classes"],
-        variant=cfg["variant"],
-        input_size=cfg["input_size"],
-        dropout=cfg["dropout"],
-        device=device,
-        seed=cfg["seed"],
-    )
+    net = AlexNet.from_network_config(ckpt.network, device=device, seed=ckpt.config.get("seed", 0))
     net.load_state_dict(ckpt.params)
     return net
+
+
+def prepare_dataset(ckpt, dataset):
+    """The checkpoint's Preprocessing, with `dataset` set to subtract its mean: a per-channel mean,
+    or the mean image (the checkpoint's when it matches the stored size, else stats.h5's)."""
+    from .preprocess import Preprocessing
+
+    preprocessing = Preprocessing.from_dict(ckpt.preprocessing)
+    size = dataset.image_size
+    image = ckpt.mean_image if ckpt.mean_image is not None and ckpt.mean_image.shape == (size, size, 3) else None
+    image = dataset.stats["mean_image"] if image is None else image
+    if preprocessing.mean == "image" and image is None:
+        raise ValueError(f"the checkpoint subtracts the mean image: it holds none of {size}x{size} and the "
+                         f"dataset has no stats.h5")  # fmt: skip
+    dataset.subtract_mean_image(preprocessing.reader_mean_image(size, image))
+    return preprocessing
 
 
 def format_report(name, result, classes, pairs=10):
@@ -183,20 +196,26 @@ def run(args) -> int:
     try:
         check_device(args.device)
         ckpt = load_checkpoint(args.checkpoint)
-        dataset = ShardDataset(args.data, args.split)
+        dataset = ShardDataset(args.data, args.split, require_stats=False)
+        preprocessing = prepare_dataset(ckpt, dataset)
     except (CheckpointError, ValueError, RuntimeError) as exc:
         print(f"refnet eval: error: {exc}", file=sys.stderr)
         return 2
-    if len(dataset.classes) != ckpt.config["num_classes"]:
+    if len(dataset.classes) != ckpt.network["num_classes"]:
         print(f"refnet eval: error: {args.data} has {len(dataset.classes)} classes, the checkpoint was trained on "
-              f"{ckpt.config['num_classes']}", file=sys.stderr)
+              f"{ckpt.network['num_classes']}", file=sys.stderr)
+        return 2
+    if ckpt.classes and list(ckpt.classes) != list(dataset.classes):
+        print(f"refnet eval: error: {args.data} lists its classes in another order than the checkpoint (convert "
+              f"with --classes FILE in the model's order)", file=sys.stderr)
         return 2
     net = network_from_checkpoint(ckpt, args.device)
-    crop = ckpt.config["input_size"]
+    crop = preprocessing.crop
     results = {}
     modes = [("centre crop", False)] + ([("10-crop", True)] if args.ten_crop else [])
     for name, ten_crop in modes:
-        result = evaluate(net, dataset, crop=crop, batch_size=args.batch_size, ten_crop=ten_crop, progress=True, desc=name)
+        result = evaluate(net, dataset, crop=crop, batch_size=args.batch_size, ten_crop=ten_crop, progress=True, desc=name,
+                          preprocessing=preprocessing)
         print(format_report(f"{args.split} {name}", result, dataset.classes, args.pairs))
         results[name] = result
     if args.json:

@@ -1,7 +1,7 @@
 """The fixed AlexNet graph (Krizhevsky, Sutskever & Hinton, NIPS 2012) over flat buffers.
 
 The network is a short list of `Layer` specs, built once from (variant, num_classes, input_size,
-dropout); `forward` and `backward` are plain loops over that list that call `refnet.ops` with
+dropout, order, lrn); `forward` and `backward` are plain loops over that list that call `refnet.ops` with
 `out=` buffers allocated once per batch size. Every computation goes through `refnet.ops`, which
 dispatches on the array type, so the same code runs on numpy arrays (device="cpu") and on Numba
 CUDA device arrays (device="cuda").
@@ -37,12 +37,45 @@ from .kernels.cpu.dropout import seed_from_element
 from .ops._checks import check_array, check_finite_float, check_positive_int
 
 VARIANTS = ("seed", "paper")
+# Where LRN sits in layers 1-2: "pool-lrn" is the seed's table (conv -> ReLU -> max-pool -> LRN),
+# "lrn-pool" the paper's section 3.5 (conv -> ReLU -> LRN -> max-pool, LRN on the 55x55 and 27x27
+# maps). The variant picks the groups of conv2/4/5 and its default order.
+ORDERS = ("pool-lrn", "lrn-pool")
+VARIANT_GROUPS = {"seed": 1, "paper": 2}
+VARIANT_ORDER = {"seed": "pool-lrn", "paper": "lrn-pool"}
 DEVICES = ("cpu", "cuda")
 IMAGE_CHANNELS = 3
 INIT_WEIGHT_STD = 0.01
 
 # The paper's local response normalisation: alpha is NOT divided by the window size.
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
+
+
+@dataclass(frozen=True)
+class LRNConstants:
+    """y_c = x_c / (k + alpha * sum over `size` channels of x^2)^beta, alpha NOT divided by size
+    (refnet.ops.lrn). The paper's by default; an imported network keeps its own (Caffe's
+    bvlc_alexnet: k=1, alpha=2e-5 once its alpha/size is converted)."""
+
+    size: int = LRN_SIZE
+    alpha: float = LRN_ALPHA
+    beta: float = LRN_BETA
+    k: float = LRN_K
+
+    def to_dict(self):
+        return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Validated constants from {size, alpha, beta, k} (ValueError naming the bad one)."""
+        from .ops.lrn import _check_hyperparameters
+
+        if not isinstance(d, dict) or set(d) != {"size", "alpha", "beta", "k"}:
+            raise ValueError(f"lrn: expected a dict with keys size, alpha, beta, k, got {d!r}")
+        return cls(*_check_hyperparameters(d["size"], d["alpha"], d["beta"], d["k"]))
+
+
+PAPER_LRN = LRNConstants()
 POOL_SIZE, POOL_STRIDE = 3, 2
 
 # Batch sizes whose activation buffers stay allocated: a training run uses its batch size and the
@@ -63,6 +96,7 @@ class Layer:
     groups: int = 1
     bias_init: float = 0.0
     p: float = 0.0  # dropout probability
+    lrn: LRNConstants | None = None  # lrn: its constants (size above is lrn.size)
     in_shape: tuple = ()
     out_shape: tuple = ()
 
@@ -103,7 +137,7 @@ class Layer:
         if self.kind == "maxpool":
             return f"maxpool {self.size}x{self.size}/{self.stride}"
         if self.kind == "lrn":
-            return f"lrn {self.size}, alpha {LRN_ALPHA:g} beta {LRN_BETA:g} k {LRN_K:g}"
+            return f"lrn {self.size}, alpha {self.lrn.alpha:g} beta {self.lrn.beta:g} k {self.lrn.k:g}"
         if self.kind == "linear":
             return f"linear {self.in_shape[0]} -> {self.out_channels}"
         if self.kind == "dropout":
@@ -127,22 +161,29 @@ def _maxpool(name):
     return Layer(name, "maxpool", size=POOL_SIZE, stride=POOL_STRIDE)
 
 
-def _lrn(name):
-    return Layer(name, "lrn", size=LRN_SIZE)
+def _lrn(name, constants):
+    return Layer(name, "lrn", size=constants.size, lrn=constants)
 
 
 def _dropout(name, p):
     return [Layer(name, "dropout", p=p)] if p > 0 else []
 
 
-def alexnet_layer_specs(variant="seed", num_classes=1000, dropout=0.5):
-    """The network as the paper's table: a list of Layer specs without shapes."""
-    g = 2 if variant == "paper" else 1
+def _pool_and_norm(order, index, lrn):
+    pool, norm = _maxpool(f"pool{index}"), _lrn(f"norm{index}", lrn)
+    return [pool, norm] if order == "pool-lrn" else [norm, pool]
+
+
+def alexnet_layer_specs(variant="seed", num_classes=1000, dropout=0.5, order=None, lrn=PAPER_LRN):
+    """The network as the paper's table: a list of Layer specs without shapes. order None: the
+    variant's (VARIANT_ORDER)."""
+    g = VARIANT_GROUPS.get(variant, 1)
+    order = order or VARIANT_ORDER.get(variant, "pool-lrn")
     return [
         _conv("conv1", 96, 11, stride=4),
-        _relu("relu1"), _maxpool("pool1"), _lrn("norm1"),
+        _relu("relu1"), *_pool_and_norm(order, 1, lrn),
         _conv("conv2", 256, 5, pad=2, groups=g, bias_init=1.0),
-        _relu("relu2"), _maxpool("pool2"), _lrn("norm2"),
+        _relu("relu2"), *_pool_and_norm(order, 2, lrn),
         _conv("conv3", 384, 3, pad=1),
         _relu("relu3"),
         _conv("conv4", 384, 3, pad=1, groups=g, bias_init=1.0),
@@ -168,16 +209,29 @@ def _output_shape(layer, in_shape):
     return in_shape
 
 
-def build_layers(variant="seed", num_classes=1000, input_size=227, dropout=0.5):
-    """Validate the settings and return the layer specs with per-image input and output shapes."""
+def check_order(variant, order):
+    """The layer order: `order` checked, or the variant's when None."""
+    if order is None:
+        return VARIANT_ORDER[variant]
+    if order not in ORDERS:
+        raise ValueError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+    return order
+
+
+def build_layers(variant="seed", num_classes=1000, input_size=227, dropout=0.5, order=None, lrn=None):
+    """Validate the settings and return the layer specs with per-image input and output shapes.
+    order None: the variant's; lrn None: the paper's constants (an LRNConstants or its dict)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    order = check_order(variant, order)
+    lrn = PAPER_LRN if lrn is None else lrn
+    lrn = LRNConstants.from_dict(lrn.to_dict() if isinstance(lrn, LRNConstants) else lrn)
     num_classes = check_positive_int("num_classes", num_classes)
     input_size = check_positive_int("input_size", input_size)
     dropout = check_finite_float("dropout", dropout, minimum=0.0, maximum=1.0, open_max=True)
     layers = []
     shape = (IMAGE_CHANNELS, input_size, input_size)
-    for layer in alexnet_layer_specs(variant, num_classes, dropout):
+    for layer in alexnet_layer_specs(variant, num_classes, dropout, order, lrn):
         if layer.kind == "linear" and len(shape) == 3:
             shape = (int(np.prod(shape)),)  # NCHW flatten (c, h, w) of pool5's output
         out_shape = _output_shape(layer, shape)
@@ -190,6 +244,30 @@ def build_layers(variant="seed", num_classes=1000, input_size=227, dropout=0.5):
         layers.append(replace(layer, in_shape=shape, out_shape=out_shape))
         shape = out_shape
     return layers
+
+
+NETWORK_KEYS = ("variant", "order", "lrn", "num_classes", "input_size", "dropout", "layers")
+
+
+def network_config(variant="seed", num_classes=1000, input_size=227, dropout=0.5, order=None, lrn=None):
+    """The JSON-ready record of a network's configuration, its layer names in order included."""
+    layers = build_layers(variant, num_classes, input_size, dropout, order, lrn)
+    return {"variant": variant, "order": check_order(variant, order),
+            "lrn": next(layer.lrn for layer in layers if layer.kind == "lrn").to_dict(),
+            "num_classes": int(num_classes), "input_size": int(input_size), "dropout": float(dropout),
+            "layers": [layer.name for layer in layers]}  # fmt: skip
+
+
+def check_network_config(record):
+    """ValueError unless `record` is a network_config whose layer list is the one it builds."""
+    if not isinstance(record, dict) or set(record) != set(NETWORK_KEYS):
+        raise ValueError(f"network: expected a record with keys {', '.join(NETWORK_KEYS)}, got {record!r}")
+    settings = {key: record[key] for key in NETWORK_KEYS if key != "layers"}
+    built = network_config(**settings)["layers"]
+    if list(record["layers"]) != built:
+        raise ValueError(f"network: the recorded layer order {record['layers']} is not the one its settings "
+                         f"build ({built})")  # fmt: skip
+    return record
 
 
 def smallest_input_size():
@@ -305,17 +383,21 @@ class _Workspace:
 class AlexNet:
     """AlexNet with its parameters, gradients and SGD momentum in three flat float32 buffers.
 
-    net = AlexNet(num_classes=1000, variant="seed", input_size=227, dropout=0.5, device="cpu", seed=0)
+    net = AlexNet(num_classes=1000, variant="seed", input_size=227, dropout=0.5, device="cpu", seed=0,
+                  order=None, lrn=None)                          order/lrn None: the variant's / paper's
     net.forward(x, train=False) -> logits (N, num_classes)      x float32 (N, 3, input_size, input_size)
     net.forward_backward(x, labels) -> float mean loss           overwrites net.grads, then step += 1
     net.step                                                     training steps taken (drives dropout)
     """
 
-    def __init__(self, num_classes=1000, variant="seed", input_size=227, dropout=0.5, device="cpu", seed=0):
-        self.layers = build_layers(variant, num_classes, input_size, dropout)
+    def __init__(self, num_classes=1000, variant="seed", input_size=227, dropout=0.5, device="cpu", seed=0,
+                 order=None, lrn=None):
+        self.layers = build_layers(variant, num_classes, input_size, dropout, order, lrn)
         self.device = _check_device(device)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.variant, self.num_classes, self.input_size = variant, int(num_classes), int(input_size)
+        self.order = check_order(variant, order)
+        self.lrn = next(layer.lrn for layer in self.layers if layer.kind == "lrn")
         self.dropout = float(dropout)
         self.step = 0
         self.sample_offset = 0
@@ -398,7 +480,19 @@ class AlexNet:
     def step(self, value):
         self._step = check_positive_int("step", value, minimum=0)
 
+    @classmethod
+    def from_network_config(cls, record, device="cpu", seed=0):
+        """The network a `network_config` record describes (its `layers` list is checked)."""
+        check_network_config(record)
+        settings = {key: record[key] for key in NETWORK_KEYS if key != "layers"}
+        return cls(**settings, device=device, seed=seed)
+
     # ------------------------------------------------------------------ information
+    def network_config(self):
+        """What rebuilds this graph (AlexNet.from_network_config), with its layer names in order:
+        the `network` record of a checkpoint."""
+        return network_config(self.variant, self.num_classes, self.input_size, self.dropout, self.order, self.lrn)
+
     def param_count(self):
         """Number of parameters (the size of each flat buffer): 62,378,344 for the seed variant at
         227 with 1000 classes, 60,965,224 for the paper variant."""
@@ -408,7 +502,7 @@ class AlexNet:
         """The per-layer table (output shape, parameters, multiply-adds) with totals, as a string."""
         from .summary import format_summary
 
-        return format_summary(self.layers, self.variant, self.input_size)
+        return format_summary(self.layers, self.variant, self.input_size, self.order)
 
     # ------------------------------------------------------------------ state
     def _host_copies(self, flat):
@@ -529,7 +623,8 @@ class AlexNet:
             elif layer.kind == "maxpool":
                 ops.maxpool2d_forward(src, layer.size, layer.stride, out=(y, ws.argmax[i]))
             elif layer.kind == "lrn":
-                ops.lrn_forward(src, layer.size, LRN_ALPHA, LRN_BETA, LRN_K, out=(y, ws.scale[i]))
+                c = layer.lrn
+                ops.lrn_forward(src, c.size, c.alpha, c.beta, c.k, out=(y, ws.scale[i]))
             elif layer.kind == "dropout":
                 if train:
                     # Sample j of this batch is sample `sample_offset + j` of the global batch (a
@@ -593,7 +688,8 @@ class AlexNet:
             elif layer.kind == "maxpool":
                 ops.maxpool2d_backward(dy, ws.argmax[i], tuple(src.shape), out=dx)
             elif layer.kind == "lrn":
-                ops.lrn_backward(src, ws.acts[i], ws.scale[i], dy, layer.size, LRN_ALPHA, LRN_BETA, LRN_K, out=dx)
+                c = layer.lrn
+                ops.lrn_backward(src, ws.acts[i], ws.scale[i], dy, c.size, c.alpha, c.beta, c.k, out=dx)
             elif layer.kind == "dropout":
                 ops.dropout_backward(dy, ws.mask[i], out=dx)
             else:

@@ -9,7 +9,13 @@ def _shape_text(shape):
     return "x".join(str(s) for s in shape)
 
 
-def format_summary(layers, variant, input_size):
+def stage_text(layers):
+    """Layers 1-2's order as written in the table, e.g. "conv -> relu -> lrn -> maxpool"."""
+    kinds = [layer.kind for layer in layers]
+    return " -> ".join(kinds[: kinds.index("conv", 1)])
+
+
+def format_summary(layers, variant, input_size, order):
     """The table of `layers` (as built by refnet.model.build_layers) as one string."""
     rows = [("layer", "operation", "output (CxHxW)", "parameters", "multiply-adds")]
     for layer in layers:
@@ -29,7 +35,8 @@ def format_summary(layers, variant, input_size):
     rule = "-" * len(line(rows[0]))
     classes = layers[-1].out_shape[0]
     header = f"AlexNet, variant {variant}: input 3x{input_size}x{input_size}, {classes} classes"
-    body = [header, line(rows[0]), rule, *(line(row) for row in rows[1:-1]), rule, line(rows[-1])]
+    order_line = f"layer order {order}: layers 1-2 run {stage_text(layers)}"
+    body = [header, order_line, line(rows[0]), rule, *(line(row) for row in rows[1:-1]), rule, line(rows[-1])]
     body.append(f"parameters: {total_params:,}")
     body.append(f"multiply-adds per image (forward): {total_madds:,}")
     return "\n".join(body)
@@ -37,7 +44,10 @@ def format_summary(layers, variant, input_size):
 
 def add_arguments(parser):
     parser.add_argument("--variant", choices=("seed", "paper"), default="seed",
-                        help="seed: one group everywhere; paper: groups=2 in conv2, conv4, conv5 (default: seed)")  # fmt: skip
+                        help="seed: one group everywhere, max-pool before LRN (the seed's table); paper: groups=2 "
+                             "in conv2, conv4, conv5, LRN before max-pool (section 3.5) (default: seed)")  # fmt: skip
+    parser.add_argument("--order", choices=("pool-lrn", "lrn-pool"), default=None,
+                        help="override the variant's order of max-pool and LRN in layers 1-2")  # fmt: skip
     parser.add_argument("--input-size", type=int, default=227, metavar="N",
                         help="input image side in pixels, at least 67 (default: 227)")  # fmt: skip
     parser.add_argument("--num-classes", type=int, default=1000, metavar="N",
@@ -47,12 +57,12 @@ def add_arguments(parser):
 def run(args) -> int:
     import sys
 
-    from .model import build_layers
+    from .model import build_layers, check_order
 
     try:
-        layers = build_layers(args.variant, args.num_classes, args.input_size, dropout=0.5)
+        layers = build_layers(args.variant, args.num_classes, args.input_size, dropout=0.5, order=args.order)
     except ValueError as exc:
         print(f"refnet summary: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(layers, args.variant, args.input_size))
+    print(format_summary(layers, args.variant, args.input_size, check_order(args.variant, args.order)))
     return 0

@@ -32,7 +32,12 @@ def add_arguments(parser):
     parser.add_argument("--data", required=True, metavar="OUT", help="a directory written by `refnet convert`")
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="where checkpoints, metrics.jsonl and config.json go")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--variant", default="seed", choices=("seed", "paper"), help="paper: groups=2 in conv2/4/5")
+    parser.add_argument("--variant", default="seed", choices=("seed", "paper"),
+                        help="seed: the seed's table (max-pool before LRN); paper: groups=2 in conv2/4/5 and LRN "
+                             "before max-pool (section 3.5)")
+    parser.add_argument("--order", default=None, choices=("pool-lrn", "lrn-pool"),
+                        help="override the variant's max-pool/LRN order in layers 1-2 (e.g. to continue a "
+                             "format-1 paper checkpoint, trained in the order pool-lrn)")
     parser.add_argument("--input-size", type=int, default=227, help="crop size fed to the network (default: 227)")
     parser.add_argument("--epochs", type=int, default=90, help="total epochs (default: 90)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
@@ -107,7 +112,8 @@ def run(args) -> int:
         print(f"refnet train: error: {exc}", file=sys.stderr)
         return 2
     cfg = TrainConfig(
-        data=args.data, run_dir=args.run, device=args.device, variant=args.variant, input_size=args.input_size,
+        data=args.data, run_dir=args.run, device=args.device, variant=args.variant, order=args.order,
+        input_size=args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, dropout=args.dropout, init=args.init, seed=args.seed, workers=args.workers,
         lr_steps=args.lr_steps, plateau_patience=args.plateau_patience, max_lr_drops=args.max_lr_drops,

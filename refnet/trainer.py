@@ -61,6 +61,7 @@ class TrainConfig:
     run_dir: str
     device: str = "cpu"
     variant: str = "seed"
+    order: str | None = None  # max-pool / LRN order of layers 1-2; None: the variant's (refnet.model)
     input_size: int = 227
     epochs: int = 90
     batch_size: int = 128
@@ -373,11 +374,11 @@ class Trainer:
         from .model import AlexNet, build_layers
 
         try:
-            layers = build_layers(cfg.variant, len(self.classes), cfg.input_size, cfg.dropout)
+            layers = build_layers(cfg.variant, len(self.classes), cfg.input_size, cfg.dropout, cfg.order)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
         check_memory(layers, sum(l.param_count for l in layers), self.local_batch, cfg.device)
-        self.net = AlexNet(len(self.classes), cfg.variant, cfg.input_size, cfg.dropout, cfg.device, cfg.seed)
+        self.net = AlexNet(len(self.classes), cfg.variant, cfg.input_size, cfg.dropout, cfg.device, cfg.seed, cfg.order)
         if cfg.init not in INITS:
             raise TrainError(f"--init: expected one of {', '.join(INITS)}, got {cfg.init!r}")
         if cfg.init == "scaled":
@@ -438,7 +439,8 @@ class Trainer:
     def _restore(self, ck):
         try:
             ckpt_io.check_compatible(ck, variant=self.cfg.variant, num_classes=len(self.classes),
-                                     input_size=self.cfg.input_size, path=self.latest_path)  # fmt: skip
+                                     input_size=self.cfg.input_size, order=self.cfg.order,
+                                     path=self.latest_path)  # fmt: skip
         except ckpt_io.CheckpointError as exc:
             raise TrainError(str(exc)) from None
         changed = [k for k in ("seed", "batch_size", "dropout", "init", "data")
@@ -492,6 +494,7 @@ class Trainer:
             classes=self.classes,
             mean_image=self.train_set.stats["mean_image"],
             wall_seconds=wall_seconds,
+            network=self.net.network_config(),
         )
 
     def save_latest(self, wall_seconds):

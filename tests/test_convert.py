@@ -245,6 +245,40 @@ def test_val_in_class_folders(tmp_path, train_and_flat_val):
     assert labels == {p: p.split("/")[0] for p in labels} and len(labels) == 3
 
 
+def test_val_alone_converts_with_a_class_file_in_the_models_order(tmp_path, train_and_flat_val, capsys):
+    """--classes FILE (one wnid per line, first word: Caffe's synsets / synset_words): labels follow
+    the file's order, not sorted folder names; val converts with no train split, flat with its
+    label file or in class folders, and a dataset without stats.h5 opens for evaluation."""
+    from refnet.data import ShardDataset
+
+    _, val, truth = train_and_flat_val
+    class_file = tmp_path / "synset_words.txt"
+    class_file.write_text("n03 third\nn01 first\n\nn02 second\n")
+    label_file = tmp_path / "val.csv"
+    label_file.write_text("".join(f"{name},{wnid}\n" for name, wnid in truth.items()))
+    flat = str(tmp_path / "flat")
+    manifest = convert(flat, val=val, val_labels=str(label_file), classes=str(class_file), size=SIZE, workers=1,
+                       quiet=True)  # fmt: skip
+    assert manifest["classes"] == ["n03", "n01", "n02"] and set(manifest["splits"]) == {"val"}
+    assert _val_labels_by_path(flat, manifest["classes"]) == truth
+    folders = str(tmp_path / "val_folders")
+    fx.make_class_tree(folders, {"n03": 2, "n01": 1}, seed=9)
+    assert refnet_main(["convert", str(tmp_path / "out"), "--val", folders, "--classes", str(class_file), "--size",
+                 str(SIZE), "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    labels = _val_labels_by_path(str(tmp_path / "out"), ["n03", "n01", "n02"])
+    assert labels == {p: p.split("/")[0] for p in labels} and len(labels) == 3
+    dataset = ShardDataset(flat, "val", require_stats=False)
+    with pytest.raises(ValueError, match="subtract_mean_image first"):
+        next(iter(dataset.batches(2, train=False, crop=SIZE)))
+    dataset.subtract_mean_image(np.zeros((SIZE, SIZE, 3), np.float32))
+    assert next(iter(dataset.batches(2, train=False, crop=SIZE)))[0].shape == (2, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="no stats.h5"):
+        dataset.batches(2, train=True, crop=SIZE)
+    with pytest.raises(DatasetError, match="repeats n01"):
+        class_file.write_text("n01\nn02\nn01\n")
+        convert(str(tmp_path / "again"), val=folders, classes=str(class_file), workers=1, quiet=True)
+
+
 def test_unknown_val_class_is_an_error(tmp_path, train_and_flat_val, capsys):
     src, val, truth = train_and_flat_val
     label_file = tmp_path / "val.csv"

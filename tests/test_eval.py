@@ -122,3 +122,29 @@ def test_eval_refuses_data_with_another_number_of_classes(setup, tmp_path, capsy
     random_dataset(other, CLASSES + 1)
     assert main(["eval", "--checkpoint", str(path), "--data", str(other)]) == 2
     assert "has 4 classes, the checkpoint was trained on 3" in capsys.readouterr().err
+
+
+def test_eval_applies_the_checkpoints_preprocessing_without_stats(setup, tmp_path):
+    """An imported-style checkpoint (BGR, Caffe's per-channel mean) evaluated on a dataset with no
+    stats.h5 (a val split converted alone): the loss is the one of hand-made BGR crops."""
+    import shutil
+
+    root, splits, net = setup
+    data = tmp_path / "val_only"
+    shutil.copytree(root, data)
+    (data / "stats.h5").unlink()
+    zeros = {name: np.zeros_like(value) for name, value in net.state_dict().items()}
+    config = {"variant": "seed", "num_classes": CLASSES, "input_size": CROP, "dropout": 0.5, "seed": 3}
+    preprocessing = {"channels": "BGR", "pixel_max": 255.0, "mean": [104.0, 117.0, 123.0], "crop": CROP, "resize": SIZE}
+    path = tmp_path / "bgr.h5"
+    ck.save_checkpoint(path, ck.Checkpoint(params=net.state_dict(), momentum=zeros, step=0, epoch=0, batch_in_epoch=0,
+                                           config=config, classes=[f"c{i}" for i in range(CLASSES)],
+                                           preprocessing=preprocessing))  # fmt: skip
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(path), "--data", str(data), "--json", str(out)]) == 0
+    images, labels = splits["val"]
+    mid = (SIZE - CROP) // 2
+    crops = images[:, mid : mid + CROP, mid : mid + CROP, ::-1].astype(np.float64) - [104.0, 117.0, 123.0]
+    probs = softmax64(net.forward(np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)))
+    loss = float(-np.log(probs[np.arange(len(labels)), labels]).mean())
+    assert json.loads(out.read_text())["centre crop"]["loss"] == pytest.approx(loss, rel=1e-4)

@@ -39,6 +39,18 @@ def test_param_count_of_the_full_network(variant, count):
     assert net.flat_params.size == net.flat_grads.size == net.flat_momentum.size == count
 
 
+def test_paper_variant_normalises_before_pooling_at_227():
+    """Section 3.5: LRN follows conv1 and conv2 (on their 55x55 and 27x27 maps), max-pooling
+    follows LRN; the seed's table (test below) pools first."""
+    layers = build_layers(variant="paper")
+    assert [layer.name for layer in layers][:10] == [
+        "conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3"]
+    shapes = {layer.name: layer.out_shape for layer in layers}
+    assert shapes["norm1"] == (96, 55, 55) and shapes["pool1"] == (96, 27, 27)
+    assert shapes["norm2"] == (256, 27, 27) and shapes["pool2"] == (256, 13, 13)
+    assert [layer.name for layer in build_layers(variant="paper", order="pool-lrn")][2:4] == ["pool1", "norm1"]
+
+
 def test_layers_and_output_shapes_at_227():
     layers = build_layers()
     shapes = {layer.name: layer.out_shape for layer in layers}
@@ -158,6 +170,10 @@ def test_dropout_seeds_differ_per_step_and_layer():
         (dict(input_size=67.0), "input_size"),
         (dict(num_classes=0), "num_classes"),
         (dict(seed=-1), "seed"),
+        (dict(order="lrn-first"), "order: expected one of pool-lrn, lrn-pool"),
+        (dict(lrn={"size": 4, "alpha": 1e-4, "beta": 0.75, "k": 2.0}), "size: expected an odd window"),
+        (dict(lrn={"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 0.0}), "k: expected > 0"),
+        (dict(lrn={"size": 5}), "lrn: expected a dict with keys"),
     ],
 )
 def test_bad_settings_are_clear_errors(kwargs, message):
@@ -268,10 +284,16 @@ def ref_linear(h, w, b):
     return (w @ h.T).T + b  # this order is the fast BLAS call for a (4096, 4096) float64 w
 
 
-def ref_stages(groups=1, drop=0.5, masks=None):
+def ref_stages(groups=1, drop=0.5, masks=None, order="pool-lrn", lrn=(5, 1e-4, 0.75, 2.0)):
     """AlexNet as 8 stages, one per parametrised layer: [(layer name, f(h, params) -> h)].
-    masks None: test-time dropout (x (1 - drop)); else the training masks (mask6, mask7)."""
+    masks None: test-time dropout (x (1 - drop)); else the training masks (mask6, mask7).
+    order "pool-lrn": the seed's table (max-pool, then LRN); "lrn-pool": the paper's section 3.5."""
     mask6, mask7 = (None, None) if masks is None else masks
+
+    def pool_and_norm(h):
+        if order == "pool-lrn":
+            return ref_lrn(ref_maxpool(h), *lrn)
+        return ref_maxpool(ref_lrn(h, *lrn))
 
     def dropout(h, mask):
         if drop == 0:
@@ -287,8 +309,8 @@ def ref_stages(groups=1, drop=0.5, masks=None):
     conv1, conv2 = conv("conv1", 4, 0, 1), conv("conv2", 1, 2, groups)
     conv5, fc6, fc7 = conv("conv5", 1, 1, groups), fc("fc6"), fc("fc7")
     return [
-        ("conv1", lambda h, p: ref_lrn(ref_maxpool(conv1(h, p)))),
-        ("conv2", lambda h, p: ref_lrn(ref_maxpool(conv2(h, p)))),
+        ("conv1", lambda h, p: pool_and_norm(conv1(h, p))),
+        ("conv2", lambda h, p: pool_and_norm(conv2(h, p))),
         ("conv3", conv("conv3", 1, 1, 1)),
         ("conv4", conv("conv4", 1, 1, groups)),
         ("conv5", lambda h, p: ref_maxpool(conv5(h, p)).reshape(h.shape[0], -1)),  # NCHW flatten (c, h, w)
@@ -298,10 +320,10 @@ def ref_stages(groups=1, drop=0.5, masks=None):
     ]
 
 
-def ref_forward(p, x, groups=1, drop=0.5, masks=None):
+def ref_forward(p, x, groups=1, drop=0.5, masks=None, order="pool-lrn", lrn=(5, 1e-4, 0.75, 2.0)):
     """Logits (N, num_classes) in float64."""
     h = x
-    for _, stage in ref_stages(groups, drop, masks):
+    for _, stage in ref_stages(groups, drop, masks, order, lrn):
         h = stage(h, p)
     return h
 
@@ -338,13 +360,28 @@ def assert_logits_close(got, want):
 # ---------------------------------------------------------------- forward and backward
 
 
-@pytest.mark.parametrize("variant, groups", [("seed", 1), ("paper", 2)])
-def test_eval_forward_matches_the_float64_reference(batch, variant, groups):
+@pytest.mark.parametrize("variant, groups, order", [("seed", 1, "pool-lrn"), ("paper", 2, "lrn-pool")])
+def test_eval_forward_matches_the_float64_reference(batch, variant, groups, order):
     net = refnet.AlexNet(**SMALL, variant=variant, seed=3)
     x, _ = batch
     logits = net.forward(x)
     assert logits.shape == (BATCH, 10) and logits.dtype == np.float32
-    assert_logits_close(logits, ref_forward(float64_params(net), x.astype(np.float64), groups))
+    assert_logits_close(logits, ref_forward(float64_params(net), x.astype(np.float64), groups, order=order))
+
+
+@pytest.mark.parametrize("order", ["pool-lrn", "lrn-pool"])
+def test_either_order_with_other_lrn_constants_matches_the_reference(batch, order):
+    """An imported network's own LRN (Caffe's bvlc_alexnet: k=1, alpha=2e-5), in either order,
+    at a weight scale where LRN changes the output (alpha * sum x^2 comparable to k)."""
+    lrn = {"size": 5, "alpha": 2e-5, "beta": 0.75, "k": 1.0}
+    net = refnet.AlexNet(**SMALL, variant="paper", order=order, lrn=lrn, seed=3)
+    net.load_state_dict({name: (a * 40).astype(np.float32) for name, a in net.state_dict().items()})
+    x = batch[0] * np.float32(60)
+    p = float64_params(net)
+    want = ref_forward(p, x.astype(np.float64), 2, order=order, lrn=(5, 2e-5, 0.75, 1.0))
+    assert_logits_close(net.forward(x), want)
+    other = ref_forward(p, x.astype(np.float64), 2, order=order, lrn=(5, 1e-4, 0.75, 2.0))
+    assert np.abs(other - want).max() > 1e-2 * np.abs(want).max()  # the constants matter here
 
 
 def test_training_forward_uses_the_steps_dropout_masks(small_net, batch):
@@ -377,7 +414,8 @@ def nudged(array, index, delta):
     return copy
 
 
-def test_gradients_match_central_differences_of_the_float64_reference(batch):
+@pytest.mark.parametrize("variant, groups, order", [("seed", 1, "pool-lrn"), ("paper", 2, "lrn-pool")])
+def test_gradients_match_central_differences_of_the_float64_reference(batch, variant, groups, order):
     """Every parameter gradient of the float32 network against central differences of the float64
     reference loss, with the same dropout masks.
 
@@ -390,13 +428,13 @@ def test_gradients_match_central_differences_of_the_float64_reference(batch):
     Per tensor: one directional derivative along a random +-1 direction (tests every element at
     once) and the entries with the largest and a random nonzero gradient.
     """
-    net = refnet.AlexNet(**SMALL, seed=5)
+    net = refnet.AlexNet(**SMALL, variant=variant, seed=5)
     x, labels = batch
     masks = training_masks(net, BATCH)
     net.forward_backward(x, labels)
     grads = net.grad_dict()
     params = float64_params(net)
-    stages = ref_stages(masks=masks)
+    stages = ref_stages(groups, masks=masks, order=order)
 
     # the input of every stage with unperturbed parameters, so a perturbed layer re-runs from there
     inputs = [x.astype(np.float64)]

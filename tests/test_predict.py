@@ -68,3 +68,24 @@ def test_predict_command_prints_top_classes_and_reports_broken_files(setup, caps
     captured = capsys.readouterr()
     assert "1. c" in captured.out and "broken.jpg: cannot read" in captured.err
     assert main(["predict", "--checkpoint", str(root / "missing.h5"), files[0]]) == 2
+
+
+def test_predict_applies_the_checkpoints_preprocessing(setup, tmp_path, capsys):
+    """A checkpoint with Caffe's convention (BGR, per-channel mean) and no mean image: predict runs
+    the crops through it."""
+    from refnet import checkpoint as ck
+
+    root, net, files = setup
+    zeros = {name: np.zeros_like(value) for name, value in net.state_dict().items()}
+    config = {"variant": "seed", "num_classes": CLASSES, "input_size": CROP, "dropout": 0.5, "seed": 3}
+    preprocessing = {"channels": "BGR", "pixel_max": 255.0, "mean": [104.0, 117.0, 123.0], "crop": CROP, "resize": SIZE}
+    path = tmp_path / "bgr.h5"
+    ck.save_checkpoint(path, ck.Checkpoint(params=net.state_dict(), momentum=zeros, step=0, epoch=0, batch_in_epoch=0,
+                                           config=config, classes=["a", "b", "c"], preprocessing=preprocessing))  # fmt: skip
+    assert main(["predict", "--checkpoint", str(path), "--json", files[0]]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    mid = (SIZE - CROP) // 2
+    image = load_image(files[0], SIZE)[mid : mid + CROP, mid : mid + CROP, ::-1].astype(np.float64) - [104.0, 117.0, 123.0]
+    probs = softmax64(net.forward(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)))[0]
+    assert [t["class"] for t in top] == [["a", "b", "c"][c] for c in np.argsort(-probs, kind="stable")]
+    np.testing.assert_allclose(sorted(t["probability"] for t in top), sorted(probs), rtol=1e-4, atol=1e-6)

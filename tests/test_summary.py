@@ -57,3 +57,14 @@ def test_too_small_input_size_is_a_clear_error(capsys):
     assert code == 2
     assert out == ""
     assert "input_size" in err and "pool5" in err and "67" in err
+
+
+@pytest.mark.parametrize("variant, order, stage", [("seed", "pool-lrn", "conv -> relu -> maxpool -> lrn"),
+                                                   ("paper", "lrn-pool", "conv -> relu -> lrn -> maxpool")])
+def test_the_layer_order_is_shown(capsys, variant, order, stage):
+    _, out, _ = run_summary(capsys, "--variant", variant)
+    assert f"layer order {order}: layers 1-2 run {stage}" in out
+    names = [line.split()[0] for line in out.splitlines()[4:9]]
+    middle = ["pool1", "norm1"] if order == "pool-lrn" else ["norm1", "pool1"]
+    assert names == ["conv1", "relu1", *middle, "conv2"]
+    assert table_row(out, "norm1").split()[-3] == ("96x27x27" if order == "pool-lrn" else "96x55x55")

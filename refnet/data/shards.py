@@ -58,7 +58,7 @@ class ShardDataset:
     checked when the dataset is opened. progress=False hides the hashing's progress bar.
     """
 
-    def __init__(self, root, split, *, verify=True, progress=True):
+    def __init__(self, root, split, *, verify=True, progress=True, require_stats=True):
         self.root = os.fspath(root)
         self.split = split
         manifest = load_manifest(self.root)
@@ -78,7 +78,13 @@ class ShardDataset:
         self.labels = np.concatenate(labels) if labels else np.empty(0, np.int32)
         # shard s holds images starts[s] .. starts[s + 1] - 1
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.stats = load_stats(self.root, self.image_size)
+        # A split converted without a train split has no stats.h5: evaluation only, with the mean
+        # image given to subtract_mean_image (a model's own preprocessing, refnet/preprocess.py).
+        self.has_stats = require_stats or os.path.isfile(os.path.join(self.root, "stats.h5"))
+        if self.has_stats:
+            self.stats = load_stats(self.root, self.image_size)
+        else:
+            self.stats = {"mean_image": None, "eigval": np.zeros(3, np.float32), "eigvec": np.eye(3, dtype=np.float32)}
         self._noise_eigval = self.stats["eigval"] * COLOUR_NOISE_EIGVAL_SCALE
         self._files, self._pid = {}, os.getpid()
 
@@ -102,6 +108,14 @@ class ShardDataset:
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{path}: label {values[first]} of image {first} is out of range [0, {len(self.classes)})")
         return values
+
+    def subtract_mean_image(self, mean_image):
+        """Centre the crops with `mean_image` (float32 (S, S, 3), 0-255 RGB units) instead of stats.h5's."""
+        from ..ops._checks import check_array
+
+        mean_image = np.ascontiguousarray(mean_image, dtype=np.float32)
+        check_array("mean_image", mean_image, ndim=3, shape=(self.image_size, self.image_size, 3))
+        self.stats = dict(self.stats, mean_image=mean_image)
 
     def __len__(self):
         return int(self.starts[-1])
@@ -204,6 +218,10 @@ class ShardDataset:
             raise ValueError(f"crop: expected at most the stored image size {self.image_size}, got {crop}")
         if ten_crop and train:
             raise ValueError("ten_crop: only for evaluation (train=False)")
+        if train and not self.has_stats:
+            raise ValueError(f"train: {self.root!r} has no stats.h5 (no train split converted), evaluation only")
+        if self.stats["mean_image"] is None:
+            raise ValueError(f"{self.root!r} has no stats.h5: give the mean image with subtract_mean_image first")
         first_batch = check_positive_int("first_batch", first_batch, minimum=0)
         rank, ranks = _check_part(part)
         order = self.epoch_order(train=train, seed=seed, epoch=epoch)

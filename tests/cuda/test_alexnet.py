@@ -48,12 +48,14 @@ def matmul_layers_on_host(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulated dropout hash
-def test_training_pass_matches_cpu_network(matmul_layers_on_host):
+@pytest.mark.parametrize("variant", ["seed", "paper"])  # paper: groups 2, LRN on the 15x15 maps before pooling
+def test_training_pass_matches_cpu_network(matmul_layers_on_host, variant):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, NET["input_size"], NET["input_size"])).astype(np.float32)
     labels = np.array([3, 9], dtype=np.int32)
-    cpu_net = AlexNet(device="cpu", **NET)
-    gpu_net = AlexNet(device="cuda", **NET)
+    cpu_net = AlexNet(device="cpu", variant=variant, **NET)
+    gpu_net = AlexNet(device="cuda", variant=variant, **NET)
+    assert cpu_net.layers[2].kind == ("maxpool" if variant == "seed" else "lrn")
     # scale the weights up so the activations (hence LRN, pooling ties, dropout) are far from 0
     params = {name: (a * 30).astype(np.float32) for name, a in cpu_net.state_dict().items()}
     cpu_net.load_state_dict(params)
