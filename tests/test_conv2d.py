@@ -149,17 +149,30 @@ def test_direct_loops_match_float64_loops(rng, N, C, H, W, K, R, S, stride, pad,
                            N, C, H, W, K, R, S, stride, pad, groups)
 
 
-@pytest.mark.parametrize("N, K, R, stride, P, expected", [
-    (32, 384, 3, 1, 13, True),   # conv3-5 at 227
-    (32, 256, 5, 1, 27, True),   # conv2 at 227
-    (32, 256, 5, 1, 7, True),    # conv2 at the demo's 67
-    (32, 384, 3, 1, 3, False),   # conv3-5 at 67: 3x3 outputs
-    (1, 384, 3, 1, 13, False),   # one image: 49 tiles
-    (32, 96, 11, 4, 55, False),  # conv1
-    (32, 64, 3, 2, 13, False),   # stride 2
-])
-def test_winograd_takes_the_layers_it_is_faster_on(N, K, R, stride, P, expected):
-    assert kernels.winograd_applies(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
+def test_winograd_is_chosen_only_for_what_its_kernels_compute():
+    """Whatever the speed thresholds, the Winograd kernels take 3x3 and 5x5 stride-1 filters only."""
+    for N in (1, 8, 32):
+        for R in (1, 2, 3, 4, 5, 7, 11):
+            for stride in (1, 2, 4):
+                for P in (1, 3, 7, 13, 27, 55):
+                    if kernels.winograd_applies(np.empty((8, 4, R, R)), stride, (N, 8, P, P)):
+                        assert stride == 1 and R in (3, 5), (N, R, stride, P)
+
+
+# Around the Winograd thresholds in output size and batch: the dispatcher's choice, whichever it
+# is, gives the direct loops' result.
+DISPATCH_GEOMETRIES = [(N, 3, P, P, 4, R, R, 1, R // 2, 1) for R in (3, 5) for P in (3, 5, 6, 7, 9) for N in (1, 16)]
+
+
+def test_dispatch_geometries_reach_both_paths():
+    chosen = {kernels.winograd_applies(np.empty((K, C, R, S)), stride, (N, K, H, W))
+              for N, C, H, W, K, R, S, stride, pad, groups in DISPATCH_GEOMETRIES}
+    assert chosen == {True, False}
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", DISPATCH_GEOMETRIES)
+def test_every_dispatch_choice_matches_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _fast_against_direct(rng, kernels.conv2d_forward, kernels.conv2d_backward, N, C, H, W, K, R, S, stride, pad, groups)
 
 
 # Chunks of at least PACKED_DW_MAX_COLUMNS output pixels take the dot-product GEMM for dw, the
