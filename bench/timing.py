@@ -49,7 +49,7 @@ TURN_S = 0.05
 
 def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, min_repeat: int = 3,
                      min_time_s: float = 0.25, max_repeat: int = 1000, settle_s: float = None,
-                     turn_s: float = TURN_S) -> list:
+                     turn_s: float = TURN_S, clock=time.perf_counter, sleep=time.sleep) -> list:
     """A Timing per function of `fns`, taking turns (A A A, B B B, A A A ...) after `warmup` rounds.
 
     Taking turns exposes refnet and its peer to the same moments of a machine that other
@@ -59,7 +59,8 @@ def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, 
     `turn_s`. Sampling goes on until each function has at least `repeat` calls and `min_time_s`
     of timed calls (up to `max_repeat` calls): a single scheduler hiccup costs milliseconds, so a
     microsecond op needs many samples for its median to mean anything. A slow case stops after
-    `min_repeat` calls once a function has used `budget_s`.
+    `min_repeat` calls once a function has used `budget_s`. `clock` (seconds) and `sleep` are
+    there for the tests, which drive this logic with a simulated clock.
     """
     if settle_s is None:
         settle_s = SETTLE_S if len(fns) > 1 else 0.0
@@ -72,12 +73,12 @@ def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, 
     while True:
         for k, fn in enumerate(fns):
             if settle_s > 0:
-                time.sleep(settle_s)
+                sleep(settle_s)
             turn = 0.0
             for j in range(max_repeat):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn(warmup + calls + j)
-                dt = time.perf_counter() - t0
+                dt = clock() - t0
                 samples[k].append(dt * 1e3)
                 spent[k] += dt
                 turn += dt

@@ -10,6 +10,7 @@ buffer is averaged over the ranks with ONE allreduce, so every rank applies the 
 The allreduce is host-staged: a CUDA gradient is copied into a pinned host buffer, reduced, and
 copied back. It is started non-blocking and polled against a deadline: a rank that died or hangs
 makes the others abort the whole job with a message naming the step, instead of waiting forever.
+The deadline is the world's `timeout_s` (`refnet train --mpi-timeout`, 600 s by default).
 
 Without an MPI launcher (no PMI/PMIx/Open MPI variables in the environment) nothing here imports
 mpi4py and `init_world()` returns the single-process world.
@@ -40,6 +41,7 @@ class World:
     local_rank: int = 0
     local_size: int = 1  # ranks on this machine
     comm: object = None
+    timeout_s: float = DEFAULT_TIMEOUT_S  # a collective without progress this long aborts the job
 
     def threads_per_rank(self, cores=None) -> int:
         """This machine's cores shared out among its ranks: oversubscribed kernel threads spin
@@ -99,8 +101,10 @@ def _scale_inplace(buf, factor):
         buf[i] *= factor
 
 
-def _wait(request, world: World, what: str, timeout_s: float):
-    """Poll a non-blocking request; abort the whole job if it makes no progress in `timeout_s`."""
+def _wait(request, world: World, what: str, timeout_s=None):
+    """Poll a non-blocking request; abort the whole job if it makes no progress in `timeout_s`
+    (default: the world's)."""
+    timeout_s = world.timeout_s if timeout_s is None else timeout_s
     start = time.monotonic()
     deadline = start + timeout_s
     while not request.Test():  # each Test also drives MPI's progress engine: poll without pause...
@@ -118,8 +122,7 @@ def _wait(request, world: World, what: str, timeout_s: float):
             world.comm.Abort(1)
 
 
-def allreduce_mean_(flat, world: World, *, weight=None, staging=None, timeout_s=DEFAULT_TIMEOUT_S,
-                    what="gradient allreduce"):
+def allreduce_mean_(flat, world: World, *, weight=None, staging=None, timeout_s=None, what="gradient allreduce"):
     """Average the 1-D float32 buffer `flat` (numpy or CUDA device array) over all ranks, in place.
 
     `weight` is this rank's share of the global batch (local samples / global samples); the
@@ -148,7 +151,7 @@ def allreduce_mean_(flat, world: World, *, weight=None, staging=None, timeout_s=
     return flat
 
 
-def allreduce_sum(values, world: World, *, timeout_s=DEFAULT_TIMEOUT_S, what="metrics allreduce"):
+def allreduce_sum(values, world: World, *, timeout_s=None, what="metrics allreduce"):
     """A new array: the element-wise sum of the small 1-D float64 or int64 array `values` over all ranks."""
     values = np.ascontiguousarray(values)
     if world.size == 1:
@@ -168,6 +171,6 @@ def broadcast_object(obj, world: World, *, root=0):
     return world.comm.bcast(obj, root=root)
 
 
-def barrier(world: World, *, timeout_s=DEFAULT_TIMEOUT_S, what="barrier"):
+def barrier(world: World, *, timeout_s=None, what="barrier"):
     if world.size > 1:
         _wait(world.comm.Ibarrier(), world, what, timeout_s)

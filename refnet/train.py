@@ -65,6 +65,9 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true",
                         help="require RUN_DIR/latest.h5 and continue from it (the default whenever it exists)")
     parser.add_argument("--restart", action="store_true", help="ignore an existing RUN_DIR/latest.h5 and start afresh")
+    parser.add_argument("--mpi-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="under mpiexec: abort the whole job when a gradient allreduce or another collective "
+                             "makes no progress for this long (a rank died or hangs; default: 600)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -79,6 +82,8 @@ def _check_settings(args):
     for flag, value in at_least_zero.items():
         if value < 0:
             raise ValueError(f"{flag}: expected an integer >= 0, got {value}")
+    if not args.mpi_timeout > 0:
+        raise ValueError(f"--mpi-timeout: expected a number of seconds > 0, got {args.mpi_timeout}")
     if not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
     if not 0 <= args.warmup_epochs <= args.epochs:
@@ -118,9 +123,11 @@ def run(args) -> int:
         weight_decay=args.weight_decay, dropout=args.dropout, init=args.init, seed=args.seed, workers=args.workers,
         lr_steps=args.lr_steps, plateau_patience=args.plateau_patience, max_lr_drops=args.max_lr_drops,
         warmup_epochs=args.warmup_epochs, save_every=args.save_every, keep=args.keep, log_every=args.log_every, max_steps=args.max_steps,
-        progress=not args.quiet,
+        mpi_timeout_s=args.mpi_timeout, progress=not args.quiet,
     )  # fmt: skip
     resume = True if args.resume else (False if args.restart else None)
+    # Under mpiexec every rank ends the same way (they agree on when to stop, and the gradients they
+    # check are the same allreduced ones): rank 0 alone says so. Start-up errors can be one rank's own.
     try:
         trainer = Trainer(cfg, resume=resume)
         result = trainer.run()
@@ -129,13 +136,16 @@ def run(args) -> int:
         return 2
     except NonFiniteError as exc:
         latest = f"{args.run}/latest.h5"
-        print(f"refnet train: non-finite values: {exc}. Nothing non-finite was written; the last good checkpoint "
-              f"is {latest} (if one was saved). Try a lower --lr.", file=sys.stderr)  # fmt: skip
+        if trainer.world.is_root:
+            print(f"refnet train: non-finite values: {exc}. Nothing non-finite was written; the last good checkpoint "
+                  f"is {latest} (if one was saved). Try a lower --lr.", file=sys.stderr)  # fmt: skip
         return 1
     except Interrupted as exc:
-        print(f"refnet train: stopped by {signal.Signals(exc.signum).name} after step {trainer.net.step}; saved "
-              f"{trainer.latest_path}. Resume with: {resume_hint(args)}", file=sys.stderr)  # fmt: skip
+        if trainer.world.is_root:
+            print(f"refnet train: stopped by {signal.Signals(exc.signum).name} after step {trainer.net.step}; saved "
+                  f"{trainer.latest_path}. Resume with: {resume_hint(args)}", file=sys.stderr)  # fmt: skip
         return 128 + exc.signum
-    print(f"refnet train: {result['stopped']} at step {result['step']} (epoch {result['epoch']}) in "
-          f"{result['wall_seconds']:.1f} s; checkpoint {result['latest']}, metrics {args.run}/metrics.jsonl")
+    if trainer.world.is_root:
+        print(f"refnet train: {result['stopped']} at step {result['step']} (epoch {result['epoch']}) in "
+              f"{result['wall_seconds']:.1f} s; checkpoint {result['latest']}, metrics {args.run}/metrics.jsonl")
     return 0

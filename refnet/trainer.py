@@ -81,6 +81,7 @@ class TrainConfig:
     log_every: int = 20  # a metrics.jsonl "step" record every N steps
     max_steps: int = 0  # stop (saving) after this many total steps; 0 = no limit
     eval_batch_size: int = 0  # crops per evaluation forward pass; 0 = batch_size
+    mpi_timeout_s: float = 600.0  # with several ranks: a collective without progress this long aborts the job
     progress: bool = True
 
 
@@ -340,7 +341,7 @@ class Trainer:
 
         # Data-parallel over MPI when started by mpiexec/srun (refnet.distributed): every rank runs
         # this same object; rank 0 alone writes RUN_DIR and prints.
-        self.world = init_world()
+        self.world = replace(init_world(), timeout_s=cfg.mpi_timeout_s)
         cfg = replace(cfg, progress=cfg.progress and self.world.is_root)
         self.cfg = cfg
         try:
@@ -565,7 +566,8 @@ class Trainer:
         loss = self.net.forward_backward(x, labels)
         if world.size > 1:
             share = len(labels) / self.cfg.batch_size
-            allreduce_mean_(self.net.flat_grads, world, weight=share, staging=self._staging())
+            allreduce_mean_(self.net.flat_grads, world, weight=share, staging=self._staging(),
+                            what=f"the gradient allreduce of step {self.net.step}")
             loss = float(allreduce_sum(np.array([loss * share]), world)[0])
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss is {loss}")
@@ -595,12 +597,15 @@ class Trainer:
 
     def _agree_to_stop(self, stop):
         """Whether any rank got SIGINT/SIGTERM: every rank must leave the loop at the same step, or
-        the others would wait in the next allreduce. A rank told by its peers stops as for SIGTERM."""
+        the others would wait in the next allreduce. A rank told by its peers stops as for SIGTERM.
+        The answer is the vote's alone: a signal that lands during the vote counts at the next vote,
+        so the signalled rank cannot leave before the others."""
+        requested = stop.signum is not None
         if self.world.size > 1:
-            votes = allreduce_sum(np.array([stop.signum is not None], np.int64), self.world)
-            if votes[0] and stop.signum is None:
+            requested = bool(allreduce_sum(np.array([requested], np.int64), self.world)[0])
+            if requested and stop.signum is None:
                 stop.signum = signal.SIGTERM
-        return stop.signum is not None
+        return requested
 
     def run(self):
         from tqdm import tqdm
@@ -615,6 +620,7 @@ class Trainer:
         with _StopRequest() as stop:
             while self.epoch < cfg.epochs:
                 epoch_start, epoch_images = time.perf_counter(), 0
+                stopping = False  # what the ranks agreed after the last step (see _agree_to_stop)
                 window_start, window_images = time.perf_counter(), 0
                 bar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, unit="batch",
                            desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
@@ -649,7 +655,8 @@ class Trainer:
                             })  # fmt: skip
                             window_start, window_images = time.perf_counter(), 0
                         done_steps = cfg.max_steps and self.net.step >= cfg.max_steps
-                        if self._agree_to_stop(stop) or done_steps:
+                        stopping = self._agree_to_stop(stop)
+                        if stopping or done_steps:
                             break
                         mid_epoch = self.batch_in_epoch < self.batches_per_epoch  # the epoch end saves anyway
                         if cfg.save_every and self.net.step % cfg.save_every == 0 and mid_epoch:
@@ -659,7 +666,7 @@ class Trainer:
 
                 if self.batch_in_epoch < self.batches_per_epoch:  # left mid-epoch
                     self.save_latest(wall())
-                    if stop.signum is not None:
+                    if stopping:
                         raise Interrupted(stop.signum)
                     result["stopped"] = "max_steps"
                     break

@@ -86,25 +86,40 @@ def _fast_against_direct(rng, forward, backward, N, C, H, W, K, R, S, stride, pa
     backward(*fast[1:], x, w, dy, stride, pad, groups)
     kernels.conv2d_forward_direct(direct[0], x, w, b, stride, pad, groups)
     kernels.conv2d_backward_direct(*direct[1:], x, w, dy, stride, pad, groups)
+    assert_close_to(fast, direct, N, C, K, R, S, groups, shape)
+
+
+def assert_close_to(outputs, expected, N, C, K, R, S, groups, shape):
+    """y, dx, dw, db all written and within float32 rounding of `expected` (tolerance growing with
+    the number of terms summed)."""
     reduction = (C // groups * R * S, K // groups * R * S, N * shape[2] * shape[3], N * shape[2] * shape[3])
-    for name, f, d, n_terms in zip(("y", "dx", "dw", "db"), fast, direct, reduction):
+    for name, f, d, n_terms in zip(("y", "dx", "dw", "db"), outputs, expected, reduction):
         assert_all_written(f, name)
         np.testing.assert_allclose(f, d, rtol=1e-4, atol=1e-4 * np.sqrt(n_terms), err_msg=name)
 
 
+def _against_float64_loops(rng, forward, backward, N, C, H, W, K, R, S, stride, pad, groups):
+    x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
+    shape = out_shape(N, H, W, K, R, S, stride, pad)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    outputs = [poisoned(shape), poisoned(x.shape), poisoned(w.shape), poisoned(b.shape)]
+    forward(outputs[0], x, w, b, stride, pad, groups)
+    backward(*outputs[1:], x, w, dy, stride, pad, groups)
+    expected = [ref.conv2d_forward(x, w, b, stride, pad, groups), *ref.conv2d_backward(x, w, dy, stride, pad, groups)]
+    assert_close_to(outputs, expected, N, C, K, R, S, groups, shape)
+
+
 # 3x3 and 5x5 stride 1 go to the Winograd kernels: odd and even outputs (half-empty edge tiles),
-# every padding (pad 3 with 3x3 and pad 5 with 5x5 make the backward's padding negative), groups,
-# an output of one pixel, chunks of several images.
+# every padding, groups, an output of one pixel, chunks of several images. Pad 3 with 3x3 and pad 5
+# with 5x5 (the backward's padding negative) are held to tests/refs' float64 loops below.
 WINOGRAD_GEOMETRIES = [
     GEOMETRIES[0],
     (2, 4, 8, 9, 6, 3, 3, 1, 1, 2),
     (1, 3, 5, 6, 5, 3, 3, 1, 2, 1),
-    (2, 2, 4, 5, 3, 3, 3, 1, 3, 1),
     (1, 2, 3, 3, 2, 3, 3, 1, 0, 2),
     (9, 5, 13, 13, 7, 3, 3, 1, 1, 1),
     (2, 3, 9, 8, 4, 5, 5, 1, 2, 1),
     (1, 4, 7, 6, 6, 5, 5, 1, 0, 2),
-    (2, 2, 5, 5, 3, 5, 5, 1, 5, 1),
     (3, 6, 27, 27, 5, 5, 5, 1, 2, 1),
 ]
 
@@ -115,17 +130,49 @@ def test_winograd_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, p
                          N, C, H, W, K, R, S, stride, pad, groups)
 
 
-@pytest.mark.parametrize("N, K, R, stride, P, expected", [
-    (32, 384, 3, 1, 13, True),   # conv3-5 at 227
-    (32, 256, 5, 1, 27, True),   # conv2 at 227
-    (32, 256, 5, 1, 7, True),    # conv2 at the demo's 67
-    (32, 384, 3, 1, 3, False),   # conv3-5 at 67: 3x3 outputs
-    (1, 384, 3, 1, 13, False),   # one image: 49 tiles
-    (32, 96, 11, 4, 55, False),  # conv1
-    (32, 64, 3, 2, 13, False),   # stride 2
-])
-def test_winograd_takes_the_layers_it_is_faster_on(N, K, R, stride, P, expected):
-    assert kernels.winograd_applies(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
+# Padding past the filter: the backward data pass runs at padding R - 1 - pad < 0.
+PADDING_PAST_THE_FILTER = [(2, 2, 4, 5, 3, 3, 3, 1, 3, 1), (2, 2, 5, 5, 3, 5, 5, 1, 5, 1)]
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", PADDING_PAST_THE_FILTER)
+def test_winograd_with_padding_past_the_filter_matches_float64_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _against_float64_loops(rng, kernels.conv2d_forward_winograd, kernels.conv2d_backward_winograd,
+                           N, C, H, W, K, R, S, stride, pad, groups)
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups",
+                         [(2, 4, 9, 8, 6, 3, 2, 2, 1, 2), (1, 3, 7, 7, 2, 5, 5, 1, 5, 1)])
+def test_direct_loops_match_float64_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    """The implementation's own reference (conv2d_*_direct), that the fast kernels are held to,
+    against tests/refs once: stride, groups, a non-square filter, padding past the filter."""
+    _against_float64_loops(rng, kernels.conv2d_forward_direct, kernels.conv2d_backward_direct,
+                           N, C, H, W, K, R, S, stride, pad, groups)
+
+
+def test_winograd_is_chosen_only_for_what_its_kernels_compute():
+    """Whatever the speed thresholds, the Winograd kernels take 3x3 and 5x5 stride-1 filters only."""
+    for N in (1, 8, 32):
+        for R in (1, 2, 3, 4, 5, 7, 11):
+            for stride in (1, 2, 4):
+                for P in (1, 3, 7, 13, 27, 55):
+                    if kernels.winograd_applies(np.empty((8, 4, R, R)), stride, (N, 8, P, P)):
+                        assert stride == 1 and R in (3, 5), (N, R, stride, P)
+
+
+# Around the Winograd thresholds in output size and batch: the dispatcher's choice, whichever it
+# is, gives the direct loops' result.
+DISPATCH_GEOMETRIES = [(N, 3, P, P, 4, R, R, 1, R // 2, 1) for R in (3, 5) for P in (3, 5, 6, 7, 9) for N in (1, 16)]
+
+
+def test_dispatch_geometries_reach_both_paths():
+    chosen = {kernels.winograd_applies(np.empty((K, C, R, S)), stride, (N, K, H, W))
+              for N, C, H, W, K, R, S, stride, pad, groups in DISPATCH_GEOMETRIES}
+    assert chosen == {True, False}
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", DISPATCH_GEOMETRIES)
+def test_every_dispatch_choice_matches_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _fast_against_direct(rng, kernels.conv2d_forward, kernels.conv2d_backward, N, C, H, W, K, R, S, stride, pad, groups)
 
 
 # Chunks of at least PACKED_DW_MAX_COLUMNS output pixels take the dot-product GEMM for dw, the

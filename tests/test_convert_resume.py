@@ -1,11 +1,13 @@
 """refnet convert: same inputs give the same bytes (any number of workers), a run killed with SIGKILL
-resumes to exactly the uninterrupted result, and a different run never mixes into an OUT."""
+(at an arbitrary moment, or at chosen points inside a shard's write) resumes to exactly the
+uninterrupted result, and a different run never mixes into an OUT."""
 
 import glob
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -108,6 +110,64 @@ def test_killed_run_resumes_to_the_uninterrupted_result(source, clean_run, tmp_p
     kept = int(summary.split(" now, ")[1].split(" kept")[0])
     assert kept >= 2 and manifest["splits"]["train"]["count"] == 40
     assert not glob.glob(os.path.join(out, "*.tmp"))
+    assert output_digests(out) == output_digests(clean_run)
+
+
+# Where in the write of shard 2 (the third shard) the process dies; data_tools/shards.ShardWriter.
+KILL_POINTS = {
+    # two of its four images written and flushed into train-00002.h5.tmp
+    "images half written": """
+        real = shards.ShardWriter.add
+        def hook(self, image, label, path):
+            real(self, image, label, path)
+            if self.path.endswith("train-00002.h5") and len(self.labels) == 2:
+                self.file.flush()
+                die()
+        shards.ShardWriter.add = hook
+    """,
+    # the .tmp file complete and closed, not yet renamed into place
+    "closed, not renamed": """
+        real = shards.sha256_file
+        def hook(path):
+            if path.endswith("train-00002.h5.tmp"):
+                die()
+            return real(path)
+        shards.sha256_file = hook
+    """,
+    # the shard renamed into place, its sidecar (the record that it is done) not yet written
+    "renamed, no sidecar": """
+        real = shards.ShardWriter.finish
+        def hook(self):
+            digest = real(self)
+            if self.path.endswith("train-00002.h5"):
+                die()
+            return digest
+        shards.ShardWriter.finish = hook
+    """,
+}
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_inside_a_shard_write_resumes_to_the_same_bytes(source, clean_run, tmp_path, point):
+    out = str(tmp_path / "killed")
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from data_tools import shards
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+    """) + textwrap.dedent(KILL_POINTS[point]) + textwrap.dedent(f"""
+        from data_tools.convert import convert
+        convert({out!r}, train={source!r}, size={SIZE}, shard_size=4, workers=1, quiet=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not os.path.exists(os.path.join(out, "manifest.json"))
+    assert not os.path.exists(os.path.join(out, ".convert", "train-00002.json"))  # shard 2 is not recorded as done
+    left = "train-00002.h5" if point == "renamed, no sidecar" else "train-00002.h5.tmp"
+    assert os.path.isfile(os.path.join(out, left))
+
+    convert(out, train=source, size=SIZE, shard_size=4, workers=1, quiet=True)
+    assert not glob.glob(os.path.join(out, "*.tmp")) and not glob.glob(os.path.join(out, ".convert", "*.tmp"))
     assert output_digests(out) == output_digests(clean_run)
 
 

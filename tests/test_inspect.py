@@ -67,14 +67,31 @@ def test_verify_detects_wrong_shapes_and_missing_shards(converted, tmp_path, cap
     assert "val-00000.h5: labels shape (5,), expected (2,)" in text and "train-00002.h5: missing" in text
 
 
-def test_contact_sheet_written(converted, tmp_path, capsys):
+def times_shown(sheet, image):
+    """How many times `image` appears in `sheet`, at any whole-number magnification 1-4."""
+    found = 0
+    for scale in range(1, 5):
+        big = image.repeat(scale, axis=0).repeat(scale, axis=1)
+        h, w = big.shape[:2]
+        for y, x in np.argwhere((sheet == big[0, 0]).all(axis=-1)):
+            if y + h <= sheet.shape[0] and x + w <= sheet.shape[1] and (sheet[y : y + h, x : x + w] == big).all():
+                found += 1
+    return found
+
+
+@pytest.mark.parametrize("show", [5, 50])
+def test_contact_sheet_holds_each_shown_image_once(converted, tmp_path, capsys, show):
+    from refnet.data import ShardDataset
+
     path = str(tmp_path / "sheet.png")
-    assert refnet_main(["inspect", converted, "--show", "5", "--out", path]) == 0
+    assert refnet_main(["inspect", converted, "--show", str(show), "--out", path]) == 0
     assert f"contact sheet: {path}" in capsys.readouterr().out
-    with Image.open(path) as sheet:
-        assert sheet.format == "PNG" and sheet.size == (3 * 96, 2 * (96 + 14))
-        pixels = np.asarray(sheet.convert("RGB"))
-    assert (pixels[96:110] < 100).any()  # a caption was drawn under the first tile
+    with Image.open(path) as picture:
+        assert picture.format == "PNG"
+        sheet = np.asarray(picture.convert("RGB"))
+    dataset = ShardDataset(converted, "train")
+    counts = [times_shown(sheet, image) for image in dataset.read(np.arange(len(dataset)))]
+    assert sorted(counts, reverse=True) == [1] * min(show, len(dataset)) + [0] * max(0, len(dataset) - show)
 
 
 def test_not_a_dataset_is_a_clear_error(tmp_path, capsys):

@@ -1,6 +1,7 @@
-"""Max and average pooling: forward against float64 loops (overlapping 3/2, non-overlapping 2/2,
-odd sizes), the fast max-pool kernel against its plain reference kernel, backward by central
-differences (distinct inputs, so no max-pool kink is crossed), determinism, validation."""
+"""Max and average pooling: forward against float64 loops (tests/refs: overlapping 3/2,
+non-overlapping 2/2, odd sizes; NaN, ties and signed zeros for max-pool, where the kernels' own
+reference loops are checked against them too), backward by central differences (distinct inputs,
+so no max-pool kink is crossed), determinism, validation."""
 
 import numpy as np
 import pytest
@@ -46,27 +47,50 @@ def test_maxpool_forward_matches_reference(rng, shape, size, stride):
     np.testing.assert_array_equal(argmax, argmax_ref)
 
 
+def oracle(x, size, stride):
+    """tests/refs' float64 loops, as the kernels' float32 y (NaN and the sign of 0 kept) and int32 argmax."""
+    y, argmax = max_ref.maxpool2d_forward(x.astype(np.float64), size, stride)
+    return y.astype(np.float32), argmax.astype(np.int32)
+
+
+def assert_same_pooling(y, argmax, y_ref, argmax_ref):
+    np.testing.assert_array_equal(y.view(np.int32), y_ref.view(np.int32))  # bits: the sign of 0, NaN
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+def small_value_set(rng, shape):
+    """Values from {-1, -0.0, 0, 1, NaN}: most windows hold ties between +0 and -0 (equal, but the
+    first one must win and its sign must survive) and several NaNs (the first in row-major order
+    must win)."""
+    values = np.array([-1.0, -0.0, 0.0, 1.0, np.nan], np.float32)
+    return values[rng.choice(5, size=shape, p=[0.2, 0.3, 0.3, 0.15, 0.05])]
+
+
+@pytest.mark.parametrize("shape, size, stride", CASES)
+def test_kernels_reference_loops_match_the_float64_loops(rng, shape, size, stride):
+    """maxpool2d_forward_reference, the definition the kernel file documents, against tests/refs."""
+    x = small_value_set(rng, shape)
+    x[0, 0, 0, 0] = np.nan
+    _, y, argmax = pooled_poison(x, size, stride)
+    max_kernels.maxpool2d_forward_reference(y, argmax, x, size, stride)
+    assert_same_pooling(y, argmax, *oracle(x, size, stride))
+
+
 @pytest.mark.parametrize("shape, size, stride", CASES[:3])
-def test_maxpool_fast_kernel_matches_reference_kernel(rng, shape, size, stride):
+def test_maxpool_fast_kernel_with_nan_and_ties_matches_the_float64_loops(rng, shape, size, stride):
     # Rounded values make ties common, so the tie rule is exercised too.
     x = np.round(rng.standard_normal(shape)).astype(np.float32)
     x[0, 0, 1, 1] = np.nan
-    out_shape, y_ref, argmax_ref = pooled_poison(x, size, stride)
-    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, stride)
     y, argmax = ops.maxpool2d_forward(x, size, stride)
-    np.testing.assert_array_equal(y, y_ref)  # NaN positions compare equal in assert_array_equal
-    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert_same_pooling(y, argmax, *oracle(x, size, stride))
 
 
 @pytest.mark.parametrize("size, stride", [(3, 2), (2, 2)])
 def test_wide_planes_match_reference(rng, size, stride):
     # Rows wide enough (Q >= 16) that a row of outputs takes more than one vector of 16.
     x = np.round(rng.standard_normal((1, 2, 7, 41)) * 2).astype(np.float32)
-    out_shape, y_ref, argmax_ref = pooled_poison(x, size, stride)
-    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, stride)
     y, argmax = ops.maxpool2d_forward(x, size, stride)
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert_same_pooling(y, argmax, *oracle(x, size, stride))
     mean = ops.avgpool2d_forward(x, size, stride)
     np.testing.assert_allclose(mean, avg_ref.avgpool2d_forward(x.astype(np.float64), size, stride), rtol=1e-6, atol=1e-6)
 
@@ -77,31 +101,24 @@ def test_stride2_kernel_with_nans_and_ties_matches_reference(rng, size):
     # the first position, and many ties; 37 columns give a second, partial vector of 16 outputs.
     x = np.round(rng.standard_normal((2, 3, 11, 37))).astype(np.float32)
     x[0, 0, 0, 0] = x[0, 1, 4, 7] = x[0, 1, 4, 8] = x[1, 2, 5, 30] = x[1, 2, 6, 36] = np.nan
-    out_shape, y_ref, argmax_ref = pooled_poison(x, size, 2)
-    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, 2)
     y, argmax = ops.maxpool2d_forward(x, size, 2)
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert_same_pooling(y, argmax, *oracle(x, size, 2))
 
 
-@pytest.mark.parametrize("size", [2, 3, 4, 5])
-@pytest.mark.parametrize("shape", [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40),
-                                   (2, 3, 5, 9), (2, 3, 9, 5), (1, 3, 17, 3)])
+# Shapes: two planes per vector with an odd plane count (Q <= 8), one row per vector (8 < Q <= 16),
+# two vectors per row with a partial one (Q > 16), planes of P*Q == 8 outputs at the 3x3 window
+# (two planes' outputs 8 apart, but not filling 8 lanes), and a 3-wide plane (windows 2 and 3 only).
+SMALL_VALUE_SHAPES = [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40), (2, 3, 5, 9), (2, 3, 9, 5),
+                      (1, 3, 17, 3)]  # fmt: skip
+SMALL_VALUE_CASES = [(shape, size) for shape in SMALL_VALUE_SHAPES for size in (2, 3, 4, 5)
+                     if size <= min(shape[2], shape[3])]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape, size", SMALL_VALUE_CASES)
 def test_stride2_kernel_is_bit_identical_to_reference_on_small_value_sets(rng, shape, size):
-    # Values from {-1, -0.0, 0, 1, NaN}: most windows hold ties between +0 and -0 (equal, but the
-    # first one must win and its sign must survive) and several NaNs (the first in row-major
-    # order must win). Shapes: two planes per vector with an odd plane count (Q <= 8), one row
-    # per vector (8 < Q <= 16), two vectors per row with a partial one (Q > 16), and planes of
-    # P*Q == 8 outputs at the 3x3 window (two planes' outputs 8 apart, but not filling 8 lanes).
-    if shape[2] < size or shape[3] < size:
-        pytest.skip("window larger than the plane")
-    values = np.array([-1.0, -0.0, 0.0, 1.0, np.nan], np.float32)
-    x = values[rng.choice(5, size=shape, p=[0.2, 0.3, 0.3, 0.15, 0.05])]
-    out_shape, y_ref, argmax_ref = pooled_poison(x, size, 2)
-    max_kernels.maxpool2d_forward_reference(y_ref, argmax_ref, x, size, 2)
+    x = small_value_set(rng, shape)
     y, argmax = ops.maxpool2d_forward(x, size, 2)
-    np.testing.assert_array_equal(y.view(np.int32), y_ref.view(np.int32))  # bits: sign of 0, NaN
-    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert_same_pooling(y, argmax, *oracle(x, size, 2))
 
 
 def test_maxpool_ties_go_to_first_in_row_major_order():

@@ -84,6 +84,7 @@ def test_plot_of_a_directory_without_metrics_is_an_error(tmp_path, capsys):
         (["--dropout", "1.5"], "--dropout: expected a probability"),
         (["--warmup-epochs", "-1"], "--warmup-epochs: expected a number in [0, --epochs], got -1.0"),
         (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs: expected a number in [0, --epochs], got 3.0"),
+        (["--mpi-timeout", "0"], "--mpi-timeout: expected a number of seconds > 0, got 0.0"),
         ([], "no such directory"),
     ],
 )
@@ -117,3 +118,27 @@ def test_scaled_init_is_seeded_and_has_the_documented_scales():
     assert a["fc7.weight"].std() == pytest.approx(np.sqrt(2 / 4096), rel=0.02)
     assert a["fc8.weight"].std() == pytest.approx(0.01, rel=0.05)
     assert all(not a[name].any() for name in a if name.endswith(".bias"))
+
+
+def test_a_signal_during_the_stop_vote_waits_for_the_next_vote(monkeypatch):
+    """Every rank acts on the vote's answer, the signalled one too: a SIGTERM that lands after this
+    rank voted "go on" must not make it leave while its peers go on to the next step's allreduce."""
+    import signal
+
+    import numpy as np
+
+    from refnet import trainer
+    from refnet.distributed import World
+
+    stop = trainer._StopRequest()
+
+    def vote_while_a_signal_lands(values, world):
+        stop.signum = signal.SIGTERM
+        return np.zeros_like(values)  # when the votes were counted, nobody had asked to stop
+
+    rank = trainer.Trainer.__new__(trainer.Trainer)
+    rank.world = World(rank=1, size=2)
+    monkeypatch.setattr(trainer, "allreduce_sum", vote_while_a_signal_lands)
+    assert rank._agree_to_stop(stop) is False
+    monkeypatch.setattr(trainer, "allreduce_sum", lambda values, world: values.copy())
+    assert rank._agree_to_stop(stop) is True

@@ -1,4 +1,6 @@
-"""Max pooling in float64 loops: outputs, argmax (first maximum in row-major window order)."""
+"""Max pooling in float64 loops: outputs and argmax, with kernels/cpu/maxpool2d.py's documented rule:
+ties go to the first maximum in row-major window order (a later value wins only when strictly
+greater, so of +0 and -0 the first one, sign kept), and a NaN wins its window (the first NaN)."""
 
 import numpy as np
 
@@ -12,12 +14,13 @@ def maxpool2d_forward(x, size, stride):
         for c in range(C):
             for p in range(P):
                 for q in range(Q):
-                    best, best_at = -np.inf, -1
+                    best, best_at = None, -1
                     for i in range(size):
                         for j in range(size):
                             h, w = p * stride + i, q * stride + j
-                            if x[n, c, h, w] > best:
-                                best, best_at = x[n, c, h, w], h * W + w
+                            value = x[n, c, h, w]
+                            if best is None or (not np.isnan(best) and (np.isnan(value) or value > best)):
+                                best, best_at = value, h * W + w
                     y[n, c, p, q] = best
                     argmax[n, c, p, q] = best_at
     return y, argmax
