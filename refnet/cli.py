@@ -10,14 +10,14 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "summary": ("refnet.summary", "print AlexNet's per-layer table: output shapes, parameters, multiply-adds"),
+    "summary": ("refnet.commands.summary", "print AlexNet's per-layer table: output shapes, parameters, multiply-adds"),
     "convert": ("data_tools.convert", "convert an ImageNet-style image folder into HDF5 shards"),
     "inspect": ("data_tools.inspect", "describe (and verify) a converted dataset; contact sheet PNG"),
-    "train": ("refnet.train", "train AlexNet on converted shards with the paper's recipe"),
-    "eval": ("refnet.evaluate", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
-    "predict": ("refnet.predict", "top-5 classes of image files with a checkpoint"),
-    "plot": ("refnet.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
-    "demo": ("refnet.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
+    "train": ("refnet.commands.train", "train AlexNet on converted shards with the paper's recipe"),
+    "eval": ("refnet.commands.eval", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
+    "predict": ("refnet.commands.predict", "top-5 classes of image files with a checkpoint"),
+    "plot": ("refnet.commands.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
+    "demo": ("refnet.commands.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
 }
 
