@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "plot": ("refnet.commands.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
     "demo": ("refnet.commands.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
     "filters": ("refnet.commands.filters", "draw a layer's kernels as a grid PNG (the paper's Figure 3 for conv1)"),
+    "neighbors": ("refnet.commands.neighbors", "nearest training images of query images in a layer's features (paper Figure 4)"),
     "gradcheck": ("refnet.commands.gradcheck", "float32 analytic gradients of the whole network against float64 central differences"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
 }
