@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "filters": ("refnet.commands.filters", "draw a layer's kernels as a grid PNG (the paper's Figure 3 for conv1)"),
     "neighbors": ("refnet.commands.neighbors", "nearest training images of query images in a layer's features (paper Figure 4)"),
     "gradcheck": ("refnet.commands.gradcheck", "float32 analytic gradients of the whole network against float64 central differences"),
+    "profile": ("refnet.commands.profile", "time every layer's forward and backward inside one training step (PNG chart)"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
 }
 

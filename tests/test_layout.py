@@ -76,3 +76,12 @@ def test_library_imports_with_the_commands_unavailable():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "AlexNet, variant seed: input 3x67x67, 10 classes" in done.stdout
+
+
+def test_an_op_named_like_its_module_stays_the_op_whichever_is_asked_first():
+    code = ("import refnet.ops as ops\n"
+            "ops.softmax_cross_entropy_backward\n"
+            "assert callable(ops.softmax_cross_entropy), ops.softmax_cross_entropy\n")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -112,9 +112,11 @@ def default_png(checkpoint, suffix):
 
 def run(args) -> int:
     from ..checkpoint import CheckpointError, load_checkpoint
+    from ._args import below_minimum
 
-    if args.scale < 1:
-        print(f"refnet filters: error: --scale must be at least 1, got {args.scale}", file=sys.stderr)
+    problem = below_minimum((("--scale", args.scale, 1),))
+    if problem:
+        print(f"refnet filters: error: {problem}", file=sys.stderr)
         return 2
     try:
         ckpt = load_checkpoint(args.checkpoint)

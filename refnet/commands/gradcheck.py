@@ -34,13 +34,14 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..gradcheck import GradientCheck, format_report
     from ..trainer import check_device
+    from ._args import below_minimum
 
-    for flag, value, minimum in (("--input-size", args.input_size, 67), ("--batch", args.batch, 1),
-                                 ("--num-classes", args.num_classes, 1), ("--samples", args.samples, 1),
-                                 ("--seed", args.seed, 0)):  # fmt: skip
-        if value < minimum:
-            print(f"refnet gradcheck: error: {flag} must be at least {minimum}, got {value}", file=sys.stderr)
-            return 2
+    problem = below_minimum((("--input-size", args.input_size, 67), ("--batch", args.batch, 1),
+                             ("--num-classes", args.num_classes, 1), ("--samples", args.samples, 1),
+                             ("--seed", args.seed, 0)))  # fmt: skip
+    if problem:
+        print(f"refnet gradcheck: error: {problem}", file=sys.stderr)
+        return 2
     try:
         check_device(args.device)
         check = GradientCheck(variant=args.variant, input_size=args.input_size, batch=args.batch,

@@ -135,10 +135,12 @@ def contact_sheet(query_images, query_labels, neighbour_images, neighbour_labels
 
 
 def _check_args(args):
-    for flag, value, minimum in (("--queries", args.queries, 0), ("--k", args.k, 1), ("--rows", args.rows, 0),
-                                 ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)):  # fmt: skip
-        if value < minimum:
-            raise ValueError(f"{flag} must be at least {minimum}, got {value}")
+    from ._args import below_minimum
+
+    problem = below_minimum((("--queries", args.queries, 0), ("--k", args.k, 1), ("--rows", args.rows, 0),
+                             ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)))  # fmt: skip
+    if problem:
+        raise ValueError(problem)
 
 
 def run(args) -> int:
