@@ -172,10 +172,10 @@ def run(args) -> int:
     crop = int(ckpt.config["input_size"])
     count = len(split) if args.queries == 0 else min(args.queries, len(split))
     queries = np.sort(np.random.default_rng(args.seed).choice(len(split), count, replace=False))
-    query_images = split.read(queries)
     query_labels = split.labels[queries]
-    query_features = np.concatenate([
-        features(net, layer_index, network_inputs(query_images[i : i + args.batch_size], train.stats["mean_image"], crop))
+    query_features = np.concatenate([  # read a batch at a time: 50,000 stored images would not fit
+        features(net, layer_index, network_inputs(split.read(queries[i : i + args.batch_size]),
+                                                  train.stats["mean_image"], crop))
         for i in range(0, count, args.batch_size)
     ])  # fmt: skip
     train_features = (features(net, layer_index, x)
@@ -198,9 +198,10 @@ def run(args) -> int:
     if rows:
         from PIL import Image
 
-        sheet, _ = contact_sheet(query_images[:rows], query_labels[:rows],
-                                 train.read(neighbours[:rows].reshape(-1)).reshape(rows, args.k, *query_images.shape[1:]),
-                                 neighbour_labels[:rows], classes, distances[:rows])  # fmt: skip
+        query_images = split.read(queries[:rows])
+        neighbour_images = train.read(neighbours[:rows].reshape(-1)).reshape(rows, args.k, *query_images.shape[1:])
+        sheet, _ = contact_sheet(query_images, query_labels[:rows], neighbour_images, neighbour_labels[:rows], classes,
+                                 distances[:rows])  # fmt: skip
         path = args.png or default_png(args.checkpoint, "neighbors")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         Image.fromarray(sheet).save(path)
