@@ -21,9 +21,11 @@ tensor's rms value: truncation error ~(ε/scale)^2 ~ 1e-8 and rounding ~2^-52 |L
 under 1e-5 relative. The analytic side is float32: each gradient entry is a sum over up to ~10^4
 products (fc7's fan-in, conv's N*P*Q), whose rounding error is ~sqrt(n) * 2^-24 ~ 1e-5 relative
 for sums without cancellation, and the float32 forward's activations differ from float64 ones by
-~1e-7 relative. So a correct backward stays below ~1e-4 (see the measured worst errors printed
-by `refnet gradcheck`), and a 1% error in any layer's backward gives ~1e-2 on every tensor below
-it: 1e-3 sits an order of magnitude from both.
+~1e-7 relative. Measured (`refnet gradcheck`, seed variant, 20 entries per tensor): worst
+1.6e-4, on a conv1 weight whose gradient is ~50 times under the tensor's typical one, where
+float32 cancellation shows; most tensors stay under 5e-5. A 1% error in any layer's backward
+gives ~1e-2 on every tensor below it. 1e-3 sits 6 times above the worst correct entry seen and
+10 times under a 1% error.
 """
 
 from dataclasses import dataclass, field
