@@ -6,8 +6,12 @@ What is compared, per tensor (the input batch and every parameter tensor):
   input, ops.conv2d_backward of conv1) against (L(θ + ε e_i) - L(θ - ε e_i)) / 2ε in float64;
 - one random direction d (Gaussian entries): sum_i dL/dθ_i d_i against (L(θ + ε d) - L(θ - ε d)) / 2ε.
 Error of one comparison: |analytic - numeric| / max(|analytic|, |numeric|, floor), the floor being
-FLOOR_FRACTION of the tensor's rms analytic gradient, so entries whose gradient is ~0 (a dead ReLU
-unit's weights) are measured against the tensor's scale instead of against rounding noise.
+FLOOR_FRACTION (10%) of the tensor's rms analytic gradient. float32 rounding (and the Winograd
+transforms conv2-conv5 run by on the CPU) errs in proportion to the size of the terms summed,
+which is the tensor's scale, not the entry's: an entry 100 times under the typical one (or a dead
+ReLU unit's zero) is measured against a tenth of the typical gradient instead of against its own
+rounding noise. Typical entries, and the random direction, are measured against themselves, so a
+1% error still reads ~1e-2.
 
 Kinks, honestly: ReLU and max-pool are not differentiable everywhere. A perturbation whose +ε or
 -ε evaluation changes any ReLU sign or max-pool winner (against the unperturbed float64 pass) is
@@ -21,11 +25,11 @@ tensor's rms value: truncation error ~(ε/scale)^2 ~ 1e-8 and rounding ~2^-52 |L
 under 1e-5 relative. The analytic side is float32: each gradient entry is a sum over up to ~10^4
 products (fc7's fan-in, conv's N*P*Q), whose rounding error is ~sqrt(n) * 2^-24 ~ 1e-5 relative
 for sums without cancellation, and the float32 forward's activations differ from float64 ones by
-~1e-7 relative. Measured (`refnet gradcheck`, seed variant, 20 entries per tensor): worst
-1.6e-4, on a conv1 weight whose gradient is ~50 times under the tensor's typical one, where
-float32 cancellation shows; most tensors stay under 5e-5. A 1% error in any layer's backward
-gives ~1e-2 on every tensor below it. 1e-3 sits 6 times above the worst correct entry seen and
-10 times under a 1% error.
+~1e-7 relative. Measured (`refnet gradcheck`, seed 0, 20 entries and a direction per tensor):
+worst 2.0e-5 (seed variant) and 4.6e-5 (paper variant); with a floor of 0.1% instead of 10% the
+paper variant read 6.7e-4, on a conv3 weight whose gradient is ~50 times under the typical one.
+A 1% error in any layer's backward gives ~1e-2 on every tensor below it. 1e-3 sits 20 times above
+the worst correct figure measured and 10 times under a 1% error.
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from .float64_net import Float64AlexNet
 
 TOLERANCE = 1e-3
 EPS_RELATIVE = 1e-5
-FLOOR_FRACTION = 1e-3
+FLOOR_FRACTION = 0.1
 MAX_BATCH_REDRAWS = 10
 DRAWS_PER_SAMPLE = 5  # at most this many candidate entries per wanted sample before giving up
 INPUT = "input"

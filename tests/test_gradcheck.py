@@ -54,7 +54,7 @@ def test_the_kernels_pass(check):
     assert failing == set() and report.passed
     assert all(t.checked == 2 and not np.isnan(t.direction_error) for t in report.tensors)
     assert [t.name for t in report.tensors] == ["input", *check.params]
-    assert report.worst < TOLERANCE / 3  # float32 against float64: 1.6e-4 at worst over 20 entries per tensor
+    assert report.worst < TOLERANCE / 10  # float32 against float64: 5e-5 at worst over 20 entries per tensor
 
 
 def _weight_shape(check, name):

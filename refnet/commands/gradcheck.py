@@ -20,7 +20,7 @@ def add_arguments(parser):
     parser.epilog = ("Analytic: refnet's float32 kernels. Numeric: central differences of the same loss in float64 "
                      "(refnet/float64_net.py, an oracle using numpy/BLAS, never refnet's compute path). Relative "
                      "error per entry and per random direction; tolerance 1e-3 (float32 rounding of a correct "
-                     "backward measured 1.6e-4 at worst, a 1% error in any layer's backward gives 1e-2); exit status 1 "
+                     "backward measured 5e-5 at worst, a 1% error in any layer's backward gives 1e-2); exit status 1 "
                      "above it. Entries whose perturbation flips a ReLU or a max-pool winner are redrawn and "
                      "counted in the table. Under NUMBA_ENABLE_CUDASIM the whole network would take hours: only "
                      "the op-level checks of tests/cuda/ are feasible there.")  # fmt: skip
