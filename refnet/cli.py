@@ -10,16 +10,20 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "summary": ("refnet.summary", "print AlexNet's per-layer table: output shapes, parameters, multiply-adds"),
+    "summary": ("refnet.commands.summary", "print AlexNet's per-layer table: output shapes, parameters, multiply-adds"),
     "convert": ("data_tools.convert", "convert an ImageNet-style image folder into HDF5 shards"),
     "inspect": ("data_tools.inspect", "describe (and verify) a converted dataset; contact sheet PNG"),
-    "train": ("refnet.train", "train AlexNet on converted shards with the paper's recipe"),
-    "eval": ("refnet.evaluate", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
-    "predict": ("refnet.predict", "top-5 classes of image files with a checkpoint"),
+    "train": ("refnet.commands.train", "train AlexNet on converted shards with the paper's recipe"),
+    "eval": ("refnet.commands.eval", "top-1/top-5 error of a checkpoint, centre crop and 10-crop"),
+    "predict": ("refnet.commands.predict", "top-5 classes of image files with a checkpoint"),
     "import": ("refnet.commands.import_onnx", "read an ONNX AlexNet (e.g. the model zoo's bvlcalexnet) into a checkpoint"),
     "export": ("refnet.commands.export_onnx", "write a checkpoint as an ONNX graph"),
-    "plot": ("refnet.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
-    "demo": ("refnet.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
+    "plot": ("refnet.commands.plot", "draw a run's loss and error curves to RUN_DIR/curves.png"),
+    "demo": ("refnet.commands.demo", "end-to-end demo on generated sample images (what `make demo` runs)"),
+    "filters": ("refnet.commands.filters", "draw a layer's kernels as a grid PNG (the paper's Figure 3 for conv1)"),
+    "neighbors": ("refnet.commands.neighbors", "nearest training images of query images in a layer's features (paper Figure 4)"),
+    "gradcheck": ("refnet.commands.gradcheck", "float32 analytic gradients of the whole network against float64 central differences"),
+    "profile": ("refnet.commands.profile", "time every layer's forward and backward inside one training step (PNG chart)"),
     "bench": ("bench.cli", "benchmark every op and a training step against peer libraries"),
     "sass": ("refnet.commands.sass", "compile every CUDA kernel at AlexNet's shapes and read its machine code (no GPU)"),
 }

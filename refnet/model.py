@@ -601,10 +601,17 @@ class AlexNet:
     def last_logits(self, n):
         """A numpy copy of the logits of the last forward pass (or forward_backward) over a batch
         of size n."""
+        return self.last_activation(len(self.layers) - 1, n)
+
+    def last_activation(self, layer_index, n):
+        """A numpy copy of layer `layer_index`'s output (n, *out_shape) from the last forward pass
+        (or forward_backward) over a batch of size n."""
         if n not in self._workspaces:
             raise ValueError(f"n: no forward pass over a batch of {n} is held (held: {sorted(self._workspaces)})")
-        logits = self._workspaces[n].acts[-1]
-        return logits.copy() if self.device == "cpu" else logits.copy_to_host()
+        if not 0 <= layer_index < len(self.layers):
+            raise ValueError(f"layer_index: expected 0..{len(self.layers) - 1}, got {layer_index}")
+        out = self._workspaces[n].acts[layer_index]
+        return out.copy() if self.device == "cpu" else out.copy_to_host()
 
     def _forward(self, ws, x, train):
         from . import ops

@@ -91,7 +91,7 @@ def _draw_texture(draw, name, rng, box, fill):
     x0, y0, x1, y1 = box
     # Periods of 14-24 px survive the demo's downscaling to 76 px and 67 px crops; finer ones
     # blur stripes and checkers into each other (demo val error with 6-14 px > 10-18 px > 14-24 px,
-    # see refnet/demo.py).
+    # see refnet/commands/demo.py).
     if name == "stripes":
         period = rng.uniform(14, 24)
         width = period * rng.uniform(0.35, 0.6)

@@ -469,7 +469,7 @@ class Trainer:
         """Drop the log records written after the checkpoint: the resumed run writes them again."""
         if not os.path.exists(self.metrics_path):
             return
-        from .plot import read_metrics
+        from .metrics import read_metrics
 
         kept = [r for r in read_metrics(self.cfg.run_dir)
                 if r.get("step", 0) <= step and (r.get("kind") != "epoch" or r.get("epoch", 0) <= epochs_done)]  # fmt: skip

@@ -9,7 +9,7 @@ from PIL import Image
 
 from data_tools.preprocess import load_image
 from refnet.cli import main
-from refnet.predict import network_inputs, predict_files
+from refnet.commands.predict import network_inputs, predict_files
 from test_eval import CLASSES, CROP, SIZE, known_net, random_dataset, save_known_checkpoint, softmax64
 
 

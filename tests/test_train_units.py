@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from refnet import plot
+from refnet.commands import plot
 from refnet.cli import main
 from refnet.trainer import LearningRateSchedule, TrainError, check_memory, training_bytes
 

@@ -1,1 +1,1 @@
-"""The `refnet` subcommands, one module each (see refnet.cli)."""
+"""The `refnet` subcommands, one module each (see refnet/cli.py); the library never imports them."""

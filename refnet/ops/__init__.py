@@ -46,9 +46,13 @@ def __getattr__(name):
     module = _OPS.get(name)
     if module is None:
         raise AttributeError(f"module 'refnet.ops' has no attribute {name!r}")
-    fn = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = fn
-    return fn
+    loaded = importlib.import_module(f".{module}", __name__)
+    # Importing the submodule binds its name here (refnet.ops.softmax_cross_entropy = the module),
+    # which would hide the op of the same name: bind every op of the module instead.
+    for op, op_module in _OPS.items():
+        if op_module == module:
+            globals()[op] = getattr(loaded, op)
+    return globals()[name]
 
 
 def __dir__():

@@ -98,7 +98,7 @@ def _step(text):
 
 
 def run(args) -> int:
-    from .cli import main as refnet_main
+    from ..cli import main as refnet_main
 
     out = args.out
     if args.epochs < 1 or args.train_per_class < 2 or args.val_per_class < 1:
@@ -113,7 +113,7 @@ def run(args) -> int:
     images, data, run_dir = (os.path.join(out, part) for part in ("images", "data", "run"))
 
     _step(f"1/5 drawing synthetic photos into {images}/")
-    from .synth import CLASSES, write_image_folder
+    from ..synth import CLASSES, write_image_folder
 
     t = time.perf_counter()
     written = write_image_folder(images, per_class={"train": args.train_per_class, "val": args.val_per_class},
@@ -137,7 +137,7 @@ def run(args) -> int:
         return status
 
     _step(f"3/5 training AlexNet ({DEMO['input_size']}x{DEMO['input_size']} crops, CPU) -> {run_dir}/")
-    from .trainer import TrainConfig, Trainer
+    from ..trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(
         data=data, run_dir=run_dir, device="cpu", input_size=DEMO["input_size"], epochs=args.epochs,
@@ -153,7 +153,7 @@ def run(args) -> int:
     train_images = result["step"] * cfg.batch_size
 
     _step("4/5 evaluating on the val split: centre crop and 10-crop")
-    from .evaluate import evaluate, format_report
+    from ..evaluate import evaluate, format_report
 
     reports = {}
     for name, ten_crop in (("centre crop", False), ("10-crop", True)):

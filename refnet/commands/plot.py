@@ -5,29 +5,15 @@ top-5 error, training and validation, against epochs. Reads RUN_DIR/metrics.json
 `refnet train` (one JSON object per line, "kind" "step" or "epoch").
 """
 
-import json
 import os
 import sys
+
+from ..metrics import read_metrics
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `refnet train`")
     parser.add_argument("--out", help="PNG path (default: RUN_DIR/curves.png)")
-
-
-def read_metrics(run_dir) -> list:
-    """The records of RUN_DIR/metrics.jsonl; a torn last line (a run killed mid-write) is ignored."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a directory written by `refnet train`?")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def _series(records, kind, key):

@@ -109,7 +109,7 @@ def resume_hint(args):
 def run(args) -> int:
     import signal
 
-    from .trainer import Interrupted, NonFiniteError, TrainConfig, Trainer, TrainError
+    from ..trainer import Interrupted, NonFiniteError, TrainConfig, Trainer, TrainError
 
     try:
         _check_settings(args)

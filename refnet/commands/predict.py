@@ -27,8 +27,8 @@ def network_inputs(images, mean_image, crop, preprocessing=None):
     """uint8 (N, S, S, 3) converted images -> float32 (N, 3, crop, crop): the reader's centre crop
     minus the mean image, computed by the reader's own kernel; then `preprocessing`'s channel order
     and scale (its mean is the one given here: Preprocessing.reader_mean_image)."""
-    from .data.augment import augment_crops
-    from .data.shards import crop_windows
+    from ..data.augment import augment_crops
+    from ..data.shards import crop_windows
 
     n, size = images.shape[0], images.shape[1]
     top, left, flip = crop_windows(size, crop, ten_crop=False)
@@ -44,7 +44,7 @@ def predict_files(net, paths, *, image_size, mean_image, classes, k=TOP_K, prepr
     """[(path, [(class name, probability), ...] or None, error text or None)] for every path, in order."""
     from data_tools.preprocess import SkipImage, load_image
 
-    from .evaluate import softmax_rows, top_k_classes
+    from ..evaluate import softmax_rows, top_k_classes
 
     loaded, results = [], {}
     for index, path in enumerate(paths):
@@ -63,10 +63,10 @@ def predict_files(net, paths, *, image_size, mean_image, classes, k=TOP_K, prepr
 
 
 def run(args) -> int:
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .evaluate import network_from_checkpoint
-    from .preprocess import Preprocessing
-    from .trainer import check_device
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..evaluate import network_from_checkpoint
+    from ..preprocess import Preprocessing
+    from ..trainer import check_device
 
     try:
         check_device(args.device)
