@@ -70,7 +70,7 @@ def test_library_imports_with_the_commands_unavailable():
         "import refnet.model, refnet.ops, refnet.data, refnet.trainer, refnet.checkpoint, refnet.evaluate,"
         " refnet.distributed, refnet.summary, refnet.metrics\n"
         "net = refnet.model.build_layers('seed', 10, 67, dropout=0.5)\n"
-        "print(refnet.summary.format_summary(net, 'seed', 67).splitlines()[0])\n"
+        "print(refnet.summary.format_summary(net, 'seed', 67, 'pool-lrn').splitlines()[0])\n"
     )
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
