@@ -7,9 +7,10 @@ cache (every CPU kernel is `cache=True`) is warm when the run's first step comes
 
 Numba compiles a function on its first call, one function at a time on one core, and writes the
 result to its cache, which every later process loads instead of compiling. Two processes split the
-work (`PARTS`): "forward" runs the data pipeline and the forward and evaluation passes on a tiny
-converted folder; "backward" runs the loss, every layer's backward pass and the SGD update on a
-workspace of zeros (valid pooling indices) without a forward pass, so both compile at once. Each
+work (`PARTS`): "forward" runs the data pipeline, the forward pass with its loss and the
+evaluation passes on a tiny converted folder, then the finite check and the SGD update;
+"backward" runs the loss's gradient and every layer's backward pass on a workspace of zeros
+(valid pooling indices) without a forward pass, so both compile at once. Each
 process reports on stdout (one JSON object per line) when it starts compiling and, at its end,
 how many functions it compiled and in how many seconds; a warm cache compiles nothing and both end
 in seconds. `python -m refnet.jit_warmup PART ...` is one process.
@@ -122,7 +123,7 @@ def _demo_net(input_size, num_classes):
 
 
 def warm_backward(input_size, num_classes, batch_size):
-    """Loss, backward of every layer, finite check and SGD update, on zeros: no forward pass."""
+    """The loss's gradient and every layer's backward pass, on zeros: no forward pass."""
     import numpy as np
 
     from . import ops
@@ -130,26 +131,24 @@ def warm_backward(input_size, num_classes, batch_size):
     net = _demo_net(input_size, num_classes)
     ws = net._workspace(batch_size)
     ws.ensure_gradients()
-    for arrays in (ws.acts, ws.argmax.values(), ws.scale.values(), ws.mask.values()):
+    for arrays in (ws.acts, ws.argmax.values(), ws.scale.values(), ws.mask.values(), [ws.probs]):
         for a in arrays:
             a[...] = 0
     for scale in ws.scale.values():
         scale[...] = 1  # LRN's scale is k + ... >= k > 0
     x = np.zeros((batch_size, *net.layers[0].in_shape), np.float32)
-    labels = np.zeros(batch_size, np.int32)
-    ops.softmax_cross_entropy(ws.acts[-1], labels, out=ws.probs, row_loss=ws.row_loss)
-    ops.softmax_cross_entropy_backward(ws.probs, labels, out=ws.d_out[-1])
+    ops.softmax_cross_entropy_backward(ws.probs, np.zeros(batch_size, np.int32), out=ws.d_out[-1])
     net._backward(ws, x)
-    ops.all_finite(net.flat_grads)
-    ops.sgd_momentum_update(net.flat_params, net.flat_grads, net.flat_momentum, 0.01, 0.9, 5e-4)
 
 
 def warm_forward(input_size, num_classes, batch_size, image_size):
     """The demo's data path and forward passes on a tiny folder: convert, training batches, a
-    training-mode forward, the per-epoch validation and the final centre-crop and 10-crop evaluations."""
+    training-mode forward with its loss, the per-epoch validation and the final centre-crop and
+    10-crop evaluations; and the finite check and SGD update (the backward part is the longer)."""
     import contextlib
     import tempfile
 
+    from . import ops
     from .cli import main as refnet_main
     from .evaluate import evaluate, softmax_rows
     from .synth import CLASSES, write_image_folder
@@ -166,11 +165,15 @@ def warm_forward(input_size, num_classes, batch_size, image_size):
             raise RuntimeError(f"refnet convert of the warm-up images failed with status {status}")
         train, val = open_datasets(data, progress=False)
         net = _demo_net(input_size, num_classes)
-        for x, _labels in train.batches(batch_size, train=True, crop=input_size, seed=0, epoch=0, drop_last=True):
-            softmax_rows(net.forward(x, train=True))
+        for x, labels in train.batches(batch_size, train=True, crop=input_size, seed=0, epoch=0, drop_last=True):
+            logits = net.forward(x, train=True)
+            ops.softmax_cross_entropy(logits, labels)
+            softmax_rows(logits)
             break
         for eval_batch, ten_crop in ((batch_size, False), (100, False), (100, True)):
             evaluate(net, val, crop=input_size, batch_size=eval_batch, ten_crop=ten_crop)
+    ops.all_finite(net.flat_grads)
+    ops.sgd_momentum_update(net.flat_params, net.flat_grads, net.flat_momentum, 0.01, 0.9, 5e-4)
 
 
 def main(argv=None):
