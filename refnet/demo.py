@@ -186,6 +186,8 @@ def run(args) -> int:
     clock.stop("convert")
     if status != 0:
         print(f"refnet demo: error: refnet convert failed with status {status}", file=sys.stderr)
+        if warmup is not None:
+            warmup.stop()
         return status
 
     clock.start()

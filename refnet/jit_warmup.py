@@ -40,6 +40,7 @@ class JitWarmup:
         self.on_compiling = on_compiling
         self.reports = {}
         self.compiling = threading.Event()
+        self._stopped = False
         self._log = open(log_path, "w", encoding="utf-8")
         env = dict(os.environ, NUMBA_NUM_THREADS="1")  # compiling is serial; the kernels run on tiny batches
         args = _shape_args(input_size, num_classes, batch_size, image_size)
@@ -73,13 +74,21 @@ class JitWarmup:
         compiling in the run itself, so its failure is reported, not raised."""
         t = time.perf_counter()
         for part, proc in self.procs.items():
-            if proc.wait() != 0:
+            if proc.wait() != 0 and not self._stopped:
                 print(f"refnet: the {part} compile warm-up failed (status {proc.returncode}; see {self._log.name}); "
                       "the kernels compile on the first step instead", file=sys.stderr)  # fmt: skip
         for reader in self._readers:
             reader.join()
         self._log.close()
         return time.perf_counter() - t
+
+    def stop(self):
+        """End the parts still running (the demo stopped early); what they compiled stays cached."""
+        self._stopped = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        self.join()
 
     def summary(self):
         """{part: {"compiled": functions, "compile_seconds": s, "compile_cpu_seconds": s, "cpu_seconds": s,

@@ -71,3 +71,13 @@ def test_a_failed_warmup_part_is_reported_not_raised(monkeypatch, tmp_path, caps
     err = capsys.readouterr().err
     assert all(f"the {part} compile warm-up failed (status 3" in err for part in jit_warmup.PARTS)
     assert warmup.summary() == {}
+
+
+def test_stop_ends_the_parts_without_calling_them_failed(monkeypatch, tmp_path, capsys):
+    real_popen = jit_warmup.subprocess.Popen
+    monkeypatch.setattr(jit_warmup.subprocess, "Popen",
+                        lambda cmd, **kw: real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kw))
+    warmup = jit_warmup.JitWarmup(input_size=67, num_classes=10, batch_size=32, image_size=76, log_path=tmp_path / "log")
+    assert warmup.running()
+    warmup.stop()
+    assert not warmup.running() and capsys.readouterr().err == ""
