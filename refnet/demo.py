@@ -137,6 +137,18 @@ def compile_seconds_waited(join_wait, epochs):
             "first_epoch_extra_seconds": extra, "total_seconds": join_wait + max(extra, 0.0)}  # fmt: skip
 
 
+def cpu_name():
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows: timings depend on it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _compiling_notice():
     print(f"   (compiling refnet's CPU kernels in {len(PARTS)} background processes while the images are drawn and "
           f"converted: {COMPILE_NOTICE}; later runs load them from Numba's cache)", flush=True)  # fmt: skip
@@ -256,7 +268,7 @@ def run(args) -> int:
         "epoch_seconds": epochs,
         "train_seconds": train_seconds,
         "images_per_second": train_images / train_seconds,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "settings": dict(DEMO, epochs=args.epochs, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                          seed=args.seed, lr=args.lr, lr_steps=args.lr_steps, warmup_epochs=args.warmup_epochs,
