@@ -158,9 +158,9 @@ def run(args) -> int:
     from .cli import main as refnet_main
 
     out = args.out
-    if args.epochs < 1 or args.train_per_class < 2 or args.val_per_class < 1 or args.batch_size < 1:
-        print("refnet demo: error: --epochs >= 1, --train-per-class >= 2, --val-per-class >= 1 and --batch-size >= 1 "
-              "are needed", file=sys.stderr)  # fmt: skip
+    if args.epochs < 1 or args.train_per_class < 2 or args.val_per_class < 1 or args.batch_size < 1 or args.seed < 0:
+        print("refnet demo: error: --epochs >= 1, --train-per-class >= 2, --val-per-class >= 1, --batch-size >= 1 "
+              "and --seed >= 0 are needed", file=sys.stderr)  # fmt: skip
         return 2
     try:
         _prepare(out)

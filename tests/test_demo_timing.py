@@ -81,3 +81,12 @@ def test_stop_ends_the_parts_without_calling_them_failed(monkeypatch, tmp_path, 
     assert warmup.running()
     warmup.stop()
     assert not warmup.running() and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("option", [["--seed", "-1"], ["--batch-size", "0"], ["--epochs", "0"]])
+def test_demo_refuses_bad_settings_before_writing_anything(tmp_path, capsys, option):
+    from refnet.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *option]) == 2
+    assert "refnet demo: error:" in capsys.readouterr().err and not out.exists()
