@@ -1,7 +1,7 @@
 """Compile the kernels one training run needs in background processes, so that Numba's on-disk
 cache (every CPU kernel is `cache=True`) is warm when the run's first step comes.
 
-    warmup = JitWarmup(input_size=67, num_classes=10, batch_size=32, image_size=76)
+    warmup = JitWarmup(input_size=67, num_classes=10, batch_size=32, image_size=76, log_path=LOG)
     ...                  # other work: drawing and converting images
     waited = warmup.join()
 
@@ -10,10 +10,11 @@ result to its cache, which every later process loads instead of compiling. Two p
 work (`PARTS`): "forward" runs the data pipeline, the forward pass with its loss and the
 evaluation passes on a tiny converted folder, then the finite check and the SGD update;
 "backward" runs the loss's gradient and every layer's backward pass on a workspace of zeros
-(valid pooling indices) without a forward pass, so both compile at once. Each
-process reports on stdout (one JSON object per line) when it starts compiling and, at its end,
-how many functions it compiled and in how many seconds; a warm cache compiles nothing and both end
-in seconds. `python -m refnet.jit_warmup PART ...` is one process.
+(valid pooling indices) without a forward pass, so both compile at once. They run at niceness
++10, below the run's own work. Each process reports on stdout (one JSON object per line) when it
+starts compiling and, at its end, how many functions it compiled and in how many seconds; a warm
+cache compiles nothing and both end in seconds. `python -m refnet.jit_warmup PART ...` is one
+process. Measurements: bench/results/demo.md.
 """
 
 import json
