@@ -71,7 +71,7 @@ class JitWarmup:
         return any(proc.poll() is None for proc in self.procs.values())
 
     def join(self):
-        """Wait for every part; return the seconds waited. A part that failed only costs its kernels
+        """Wait for every part (again: no-op); return the seconds waited. A part that failed only costs its kernels
         compiling in the run itself, so its failure is reported, not raised."""
         t = time.perf_counter()
         for part, proc in self.procs.items():
@@ -80,7 +80,8 @@ class JitWarmup:
                       "the kernels compile on the first step instead", file=sys.stderr)  # fmt: skip
         for reader in self._readers:
             reader.join()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return time.perf_counter() - t
 
     def stop(self):
