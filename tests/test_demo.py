@@ -12,7 +12,7 @@ from PIL import Image
 
 from refnet import checkpoint as ck
 from refnet.cli import main
-from refnet.demo import MARKER, _prepare
+from refnet.commands.demo import MARKER, _prepare
 from refnet.synth import CLASSES
 
 TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2
@@ -24,7 +24,7 @@ def demo(tmp_path_factory):
     threads = numba.get_num_threads()
     try:
         status = main(["demo", "--out", str(out), "--epochs", "1", "--train-per-class", str(TRAIN_PER_CLASS),
-                       "--val-per-class", str(VAL_PER_CLASS), "--workers", "1", "--quiet"])  # fmt: skip
+                       "--val-per-class", str(VAL_PER_CLASS), "--workers", "1", "--quiet", "--compile-inline"])  # fmt: skip
     finally:
         numba.set_num_threads(threads)
     assert status == 0
@@ -46,7 +46,9 @@ def test_report_counts_and_errors_mean_what_they_say(demo):
     assert report["val_top1_accuracy"] == pytest.approx(1.0 - report["val_top1_error"])
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     assert len(manifest["splits"]["train"]["skipped"]) == 3
-    assert 0 < report["train_seconds"] <= report["total_seconds"] and report["convert_seconds"] > 0
+    assert 0 < report["train_seconds"] <= report["total_seconds"] and report["stage_seconds"]["convert"] > 0
+    assert set(report["stage_seconds"]) >= {"images", "convert", "compile_wait", "train", "eval"}
+    assert report["seed"] == 0 and report["compile_seconds"]["waited_for_background_seconds"] >= 0
     assert report["images_per_second"] > 0
     assert report["settings"]["epochs"] == 1 and report["settings"]["train_per_class"] == TRAIN_PER_CLASS
 

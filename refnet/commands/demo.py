@@ -1,54 +1,38 @@
-"""The end-to-end demo (`make demo`): `refnet demo [--out DIR]`, DIR defaults to demo_out/.
+"""The end-to-end demo (`make demo`): `refnet demo [--out DIR] [--seed N]`, DIR defaults to demo_out/.
 
 1. draws an ImageNet-style folder of synthetic photos (refnet/synth.py: ten classes of shapes and
    textures, plus grayscale, CMYK, PNG and broken files) under DIR/images/{train,val}/<class>/;
 2. converts it with `refnet convert` into DIR/data/ (the broken files are skipped with a reason);
 3. trains AlexNet at a small input size on the CPU into DIR/run/ (`refnet train`'s loop);
 4. evaluates the final network on the val split with the centre crop and the paper's 10-crop;
-5. writes DIR/run/curves.png and DIR/report.json, and prints where everything is.
+5. writes DIR/run/curves.png and DIR/report.json (accuracies, the seed, each stage's seconds and
+   what compiling cost), and prints where everything is.
 
-The settings below were chosen by measurement on the 2-core dev machine (see DEMO). Three depart
-from the paper's recipe, because the demo has about 1,100 steps: `init="scaled"` (the paper's
-N(0, 0.01) with biases of 1 kept the loss at ln 10 for hundreds of steps at input size 67, see
-refnet/trainer.py scaled_init), no dropout (with 2,000 images and 18 epochs the network
-underfits: train and val error stayed within a few points of each other) and a warmup of lr over
-the first 2 epochs (early loss spikes killed some runs at chance; see DEMO).
+From a cold Numba cache the kernels take about a minute of one core to compile. Two background
+processes (refnet/commands/jit_warmup.py) compile them while steps 1 and 2 run, so training starts on a
+warm cache; the wait left, plus the first epoch's excess over a warm one, is printed as the
+compile time. --compile-inline compiles on the first step instead (for comparison).
+
+The recipe (DEMO) was chosen by measurement over seeds 0, 1 and 2 on the 2-core dev machine;
+bench/results/demo.md holds every run. Three settings depart from the paper's recipe because
+the demo has only about a thousand steps: `init="scaled"` (the paper's N(0, 0.01) with biases of
+1 kept the loss at ln 10 for hundreds of steps at input size 67, see refnet/trainer.py
+scaled_init), no dropout (with 2,000 images the network underfits: train and val error stay
+within a few points of each other) and a linear warmup of lr (early loss spikes left some runs
+at chance).
 """
 
 import json
 import os
+import platform
+import resource
 import shutil
 import sys
 import time
 
-# Measured choices: images converted to 76 px, random 67 px crops (AlexNet's smallest input), 10
-# classes. On the 2-core machine, lr 0.01: about 4.5 minutes end to end (warm Numba cache), 155
-# training images/s, val top-1 error 24% (centre crop) / 21% (10-crop); lr 0.015: 21% / 19%;
-# 36 epochs of 100 images per class at lr 0.01: 27% / 24%. With stripe and checker periods of
-# 10-18 px (refnet/synth.py), lr 0.015: 17.0% / 15.0%. The result moves by several points with
-# float32 rounding alone: after the CPU kernels changed their summation order (row-update GEMM,
-# Winograd convolutions) the same settings gave 25.3% / 22.0% (24 epochs: 23.3% / 18.0%; lr 0.02:
-# 23.0% / 18.7%). Texture periods of 14-24 px, lr 0.015: 20.7% / 20.0%; with lr 0.02: 19.3% /
-# 17.3%. Then the register-tile GEMM changed the rounding again and lr 0.02 (seed 0) blew up at
-# step 45 (loss 4.4) and stayed at chance. So the settings are now judged over three seeds (the
-# seed also draws the images): lr 0.02 with a 2-epoch warmup, seed 0: 35% error; lr 0.015 with
-# warmup: 16.3% / 16.0% (seed 0), 26.0% / 26.3% (seed 1); lr 0.01 (the paper's) with warmup:
-# 13.7% / 11.3%, 13.3% / 13.0%, 13.3% / 11.0% (seeds 0, 1, 2), but 311 s for the whole demo from
-# a cold Numba cache (about 30 s of compiling), over the 5 minutes. 18 epochs, lr / 10 after 13:
-# 14.0% / 12.0%, 16.7% / 14.0%, 14.7% / 14.0% (seeds 0, 1, 2), 257-278 s with a warm cache (the
-# machine's speed moved by 8% across those three runs): the settings below. Then conv2d's NT
-# products went back to the dot-product GEMM (rounding again): 12.7% / 10.0%, 14.3% / 14.0%,
-# 19.7% / 17.7% (seeds 0, 1, 2): seed 2 sits 0.3 points inside the 80% the issue asks for.
-# From a fresh clone after that change the demo took 346.5 s from a cold Numba cache (about 60 s
-# of it compiling, the dot-product GEMM now compiled beside the packed one; epochs at 133-155
-# images/s against 165-178 an hour earlier): over the issue's 5 minutes. 288.6 s before it; the
-# same code from another fresh clone 20 minutes later: 271.8 s (the VM's speed, not the code).
-# The weight gradient of the 3x3-output layers then moved to the packed GEMM (rounding again):
-# 11.3% / 8.7%, 13.3% / 12.3%, 15.3% / 13.7% (seeds 0, 1, 2); the demo from a fresh clone took
-# 316.0 s and, with the faster GEMM packing, 324.9 s from a cold Numba cache (75-79 s of it the
-# first epoch, nearly all compiling; the VM ran slower in the second): still over the 5 minutes
-# on this VM. 15 epochs (lr / 10 after 11) to save about 40 s: 16.3% / 15.0%, 21.3% / 18.0%,
-# 17.0% / 15.7% (seeds 0, 1, 2): seed 1 under 80% accuracy, so not taken.
+from .jit_warmup import PARTS, JitWarmup
+
+# The recipe was chosen by measurement over seeds 0, 1 and 2: bench/results/demo.md has every run.
 DEMO = {
     "train_per_class": 200,
     "val_per_class": 30,
@@ -64,6 +48,8 @@ DEMO = {
     "seed": 0,
 }
 MARKER = ".refnet-demo"
+# what the first run's compile costs, told to the user while it happens (bench/results/demo.md)
+COMPILE_NOTICE = "about a minute, the first run only"
 
 
 def add_arguments(parser):
@@ -73,8 +59,30 @@ def add_arguments(parser):
                         help=f"training images per class (default: {DEMO['train_per_class']})")
     parser.add_argument("--val-per-class", type=int, default=DEMO["val_per_class"],
                         help=f"validation images per class (default: {DEMO['val_per_class']})")
+    parser.add_argument("--seed", type=int, default=DEMO["seed"],
+                        help=f"seed of the drawn images, the init, data order and augmentation (default: {DEMO['seed']})")
+    parser.add_argument("--lr", type=float, default=DEMO["lr"], help=f"initial learning rate (default: {DEMO['lr']})")
+    parser.add_argument("--lr-steps", type=_epoch_list_arg, default=DEMO["lr_steps"], metavar="E1,E2,...",
+                        help=f"divide lr by 10 after these epochs (default: {','.join(map(str, DEMO['lr_steps']))})")
+    parser.add_argument("--warmup-epochs", type=float, default=DEMO["warmup_epochs"], metavar="W",
+                        help=f"raise lr linearly over the first W epochs (default: {DEMO['warmup_epochs']})")
+    parser.add_argument("--batch-size", type=int, default=DEMO["batch_size"], help=f"images per step (default: {DEMO['batch_size']})")
     parser.add_argument("--workers", type=int, default=0, help="threads / processes (default: all cores)")
+    parser.add_argument("--compile-inline", action="store_true",
+                        help="compile the kernels on the first training step instead of in background processes "
+                             "while the images are drawn and converted")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _epoch_list_arg(text):
+    import argparse
+
+    from .train import _epoch_list
+
+    try:
+        return _epoch_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _prepare(out):
@@ -82,7 +90,7 @@ def _prepare(out):
     marker = os.path.join(out, MARKER)
     if os.path.isdir(out) and os.listdir(out) and not os.path.exists(marker):
         raise ValueError(f"--out {out}: the directory exists and was not written by `refnet demo`; choose another")
-    for part in ("images", "data", "run", "report.json"):
+    for part in ("images", "data", "run", "report.json", "compile-warmup.log"):
         path = os.path.join(out, part)
         if os.path.isdir(path):
             shutil.rmtree(path)
@@ -90,19 +98,69 @@ def _prepare(out):
             os.unlink(path)
     os.makedirs(out, exist_ok=True)
     with open(marker, "w", encoding="utf-8") as f:
-        f.write("written by `refnet demo`; it clears images/, data/, run/ and report.json here on its next run\n")
+        f.write("written by `refnet demo`; it clears images/, data/, run/, report.json and compile-warmup.log here on its next run\n")
 
 
 def _step(text):
     print(f"\n== {text}", flush=True)
 
 
+class StageClock:
+    """Wall-clock and this process's CPU seconds (all its threads) of each stage of the demo."""
+
+    def __init__(self):
+        self.wall, self.cpu = {}, {}
+
+    def start(self):
+        self._t, self._cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, name):
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - self._t
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - self._cpu
+        return self.wall[name]
+
+
+def epoch_seconds(records):
+    """Each epoch's wall-clock seconds (its training steps and its validation pass) from metrics.jsonl records."""
+    walls = [r["wall_seconds"] for r in records if r.get("kind") == "epoch"]
+    return [b - a for a, b in zip([0.0, *walls], walls)]
+
+
+def compile_seconds_waited(join_wait, epochs):
+    """What compiling cost the user: the wait for the background compile plus the first epoch's excess
+    over a warm one (the median of the others), kernels compiled or loaded during the run itself."""
+    if len(epochs) < 2:
+        return {"waited_for_background_seconds": join_wait, "first_epoch_extra_seconds": None, "total_seconds": None}
+    warm = sorted(epochs[1:])[len(epochs[1:]) // 2]
+    extra = epochs[0] - warm
+    return {"waited_for_background_seconds": join_wait, "first_epoch_seconds": epochs[0], "warm_epoch_seconds": warm,
+            "first_epoch_extra_seconds": extra, "total_seconds": join_wait + max(extra, 0.0)}  # fmt: skip
+
+
+def cpu_name():
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows: timings depend on it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiling_notice():
+    print(f"   (compiling refnet's CPU kernels in {len(PARTS)} background processes while the images are drawn and "
+          f"converted: {COMPILE_NOTICE}; later runs load them from Numba's cache)", flush=True)  # fmt: skip
+
+
 def run(args) -> int:
     from ..cli import main as refnet_main
 
     out = args.out
-    if args.epochs < 1 or args.train_per_class < 2 or args.val_per_class < 1:
-        print("refnet demo: error: --epochs >= 1, --train-per-class >= 2 and --val-per-class >= 1 are needed", file=sys.stderr)
+    if args.epochs < 1 or args.train_per_class < 2 or args.val_per_class < 1 or args.batch_size < 1 or args.seed < 0:
+        print("refnet demo: error: --epochs >= 1, --train-per-class >= 2, --val-per-class >= 1, --batch-size >= 1 "
+              "and --seed >= 0 are needed", file=sys.stderr)  # fmt: skip
         return 2
     try:
         _prepare(out)
@@ -110,17 +168,23 @@ def run(args) -> int:
         print(f"refnet demo: error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    clock = StageClock()
     images, data, run_dir = (os.path.join(out, part) for part in ("images", "data", "run"))
-
-    _step(f"1/5 drawing synthetic photos into {images}/")
     from ..synth import CLASSES, write_image_folder
 
-    t = time.perf_counter()
+    warmup = None
+    if not args.compile_inline:
+        warmup = JitWarmup(input_size=DEMO["input_size"], num_classes=len(CLASSES), batch_size=args.batch_size,
+                           image_size=DEMO["image_size"], log_path=os.path.join(out, "compile-warmup.log"),
+                           on_compiling=_compiling_notice)  # fmt: skip
+
+    _step(f"1/5 drawing synthetic photos into {images}/")
+    clock.start()
     written = write_image_folder(images, per_class={"train": args.train_per_class, "val": args.val_per_class},
-                                 seed=DEMO["seed"])  # fmt: skip
+                                 seed=args.seed)  # fmt: skip
     print(f"{written['train']['images']} train files (+{written['train']['broken']} broken ones) and "
           f"{written['val']['images']} val files in {len(CLASSES)} classes: {', '.join(CLASSES)} "
-          f"({time.perf_counter() - t:.1f} s)")
+          f"({clock.stop('images'):.1f} s)")
 
     _step(f"2/5 refnet convert -> {data}/")
     convert_args = [data, "--train", os.path.join(images, "train"), "--val", os.path.join(images, "val"),
@@ -129,59 +193,88 @@ def run(args) -> int:
         convert_args += ["--workers", str(args.workers)]
     if args.quiet:
         convert_args.append("--quiet")
-    t = time.perf_counter()
+    clock.start()
     status = refnet_main(["convert", *convert_args])
-    convert_seconds = time.perf_counter() - t
+    clock.stop("convert")
     if status != 0:
         print(f"refnet demo: error: refnet convert failed with status {status}", file=sys.stderr)
+        if warmup is not None:
+            warmup.stop()
         return status
+
+    clock.start()
+    if warmup is not None:
+        if not warmup.compiling.is_set():
+            warmup.stop()  # nothing compiled so far: the cache is warm, its loading is no reason to wait
+        elif warmup.running():
+            print("\nwaiting for the background compile to finish ...", flush=True)
+        warmup.join()
+    join_wait = clock.stop("compile_wait")
 
     _step(f"3/5 training AlexNet ({DEMO['input_size']}x{DEMO['input_size']} crops, CPU) -> {run_dir}/")
     from ..trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(
         data=data, run_dir=run_dir, device="cpu", input_size=DEMO["input_size"], epochs=args.epochs,
-        batch_size=DEMO["batch_size"], lr=DEMO["lr"], lr_steps=[s for s in DEMO["lr_steps"] if s < args.epochs],
-        warmup_epochs=min(DEMO["warmup_epochs"], args.epochs),
-        dropout=DEMO["dropout"], init=DEMO["init"], seed=DEMO["seed"], workers=args.workers, keep=1, log_every=5,
+        batch_size=args.batch_size, lr=args.lr, lr_steps=[s for s in args.lr_steps if s < args.epochs],
+        warmup_epochs=min(args.warmup_epochs, args.epochs),
+        dropout=DEMO["dropout"], init=DEMO["init"], seed=args.seed, workers=args.workers, keep=1, log_every=5,
         progress=not args.quiet,
     )  # fmt: skip
+    clock.start()
     trainer = Trainer(cfg, resume=False)
-    t = time.perf_counter()
     result = trainer.run()
-    train_seconds = time.perf_counter() - t
+    train_seconds = clock.stop("train")
     train_images = result["step"] * cfg.batch_size
 
     _step("4/5 evaluating on the val split: centre crop and 10-crop")
     from ..evaluate import evaluate, format_report
 
+    clock.start()
     reports = {}
     for name, ten_crop in (("centre crop", False), ("10-crop", True)):
         reports[name] = evaluate(trainer.net, trainer.val_set, crop=cfg.input_size, batch_size=100,
                                  ten_crop=ten_crop, progress=not args.quiet, desc=name)  # fmt: skip
         print(format_report(f"val {name}", reports[name], trainer.classes, pairs=3))
+    clock.stop("eval")
 
     _step("5/5 curves and report")
     from .plot import plot_curves, read_metrics
 
-    curves = plot_curves(read_metrics(run_dir), os.path.join(run_dir, "curves.png"), title="refnet demo")
+    clock.start()
+    records = read_metrics(run_dir)
+    curves = plot_curves(records, os.path.join(run_dir, "curves.png"), title="refnet demo")
+    clock.stop("report")
+    epochs = epoch_seconds(records)
+    compiling = compile_seconds_waited(join_wait, epochs)
+    compiling["background"] = "off (--compile-inline)" if warmup is None else warmup.summary()
     centre, ten = reports["centre crop"], reports["10-crop"]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = {
+        "seed": args.seed,
+        "val_top1_accuracy": 1.0 - centre["top1_error"],
         "val_top1_error": centre["top1_error"],
         "val_top5_error": centre["top5_error"],
         "ten_crop_top1_error": ten["top1_error"],
         "ten_crop_top5_error": ten["top5_error"],
-        "val_top1_accuracy": 1.0 - centre["top1_error"],
         "val_images": centre["images"],
         "train_images": len(trainer.train_set),
         "classes": list(trainer.classes),
         "epochs": result["epoch"],
         "steps": result["step"],
+        "total_seconds": time.perf_counter() - started,
+        "stage_seconds": clock.wall,
+        "stage_cpu_seconds": clock.cpu,  # this process, all threads; the children's below
+        "children_cpu_seconds": children.ru_utime + children.ru_stime,  # convert's decoders and the compile warm-up
+        "compile_seconds": compiling,
+        "epoch_seconds": epochs,
         "train_seconds": train_seconds,
         "images_per_second": train_images / train_seconds,
-        "convert_seconds": convert_seconds,
-        "total_seconds": time.perf_counter() - started,
-        "settings": dict(DEMO, epochs=args.epochs, train_per_class=args.train_per_class, val_per_class=args.val_per_class),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "settings": dict(DEMO, epochs=args.epochs, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                         seed=args.seed, lr=args.lr, lr_steps=args.lr_steps, warmup_epochs=args.warmup_epochs,
+                         batch_size=args.batch_size),
         "outputs": {"images": images, "data": data, "run": run_dir, "curves": curves,
                     "checkpoint": result["latest"], "metrics": os.path.join(run_dir, "metrics.jsonl")},
     }  # fmt: skip
@@ -194,6 +287,11 @@ def run(args) -> int:
           f"10-crop top-1 error {100 * report['ten_crop_top1_error']:.1f}%")
     print(f"trained {report['epochs']} epochs in {train_seconds:.1f} s ({report['images_per_second']:.1f} images/s); "
           f"whole demo {report['total_seconds']:.1f} s")
+    print("stages: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in clock.wall.items()))
+    if compiling["total_seconds"] is not None:
+        extra = compiling["first_epoch_extra_seconds"]
+        print(f"compiling cost {compiling['total_seconds']:.1f} s of waiting: {join_wait:.1f} s for the background "
+              f"compile + the first epoch {max(extra, 0.0):.1f} s longer than the median other one")  # fmt: skip
     print("outputs:")
     for label, path in (("sample images", images), ("converted shards", data), ("checkpoint", result["latest"]),
                         ("metrics", report["outputs"]["metrics"]), ("curves", curves), ("report", report_path)):

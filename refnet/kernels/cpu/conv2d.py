@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
-from .gemm import gemm_nt_serial, gemm_serial, padded_pitch
+from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
 from .partial_sums import PARTS, split_into_parts, sum_parts
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
@@ -259,7 +259,7 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
                 if m * PQ < PACKED_DW_MAX_COLUMNS:
                     # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
                     # read through transposed strides (its packing does the transpose).
-                    gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, 1, cols, 1, pitch,
+                    gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, UNIT_STRIDE, cols, UNIT_STRIDE, pitch,
                                 Kg, D, m * PQ, np.float32(1.0), beta)
                 else:
                     gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
@@ -267,7 +267,7 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
                 if need_dx:
                     # cols has been used: its memory now takes the gradient of the columns,
                     # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.
-                    gemm_serial(cols, pitch, w_flat[g * Kg * D :], 1, D, dy_rows, pitch, 1,
+                    gemm_serial(cols, pitch, w_flat[g * Kg * D :], UNIT_STRIDE, D, dy_rows, pitch, UNIT_STRIDE,
                                 D, pitch, Kg, np.float32(1.0), np.float32(0.0))
                     _col2im(dx, cols, pitch, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
 

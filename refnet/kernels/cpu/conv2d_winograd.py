@@ -35,7 +35,7 @@ results are bit-identical run to run whatever the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_nt_serial, gemm_serial, padded_pitch
+from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
 from .partial_sums import split_into_parts, sum_parts
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
@@ -161,7 +161,7 @@ def _input_transform(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ)
                     o += 4 * e_stride
                     v[o], v[o + e_stride] = a30 - a32, a31 + a32
                     v[o + 2 * e_stride], v[o + 3 * e_stride] = a32 - a31, a31 - a33
-        _zero_tails(v, e_stride, 16, c * pitch + T, (c + 1) * pitch)
+        _zero_tails(v, e_stride, np.int64(16), c * pitch + T, (c + 1) * pitch)
 
 
 @njit(cache=True, nogil=True)
@@ -284,7 +284,7 @@ def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ
                         out = _bt6(t[r, 0], t[r, 1], t[r, 2], t[r, 3], t[r, 4], t[r, 5])
                         for j in range(6):
                             v[o + (6 * r + j) * e_stride] = out[j]
-        _zero_tails(v, e_stride, 36, c * pitch + T, (c + 1) * pitch)
+        _zero_tails(v, e_stride, np.int64(36), c * pitch + T, (c + 1) * pitch)
 
 
 @njit(cache=True, nogil=True)
@@ -342,8 +342,8 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
         for g in range(groups):
             _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
             for e in range(E):
-                gemm_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, 1,
-                            v[e * v_stride :], pitch, 1, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
+                gemm_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, UNIT_STRIDE,
+                            v[e * v_stride :], pitch, UNIT_STRIDE, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
             if block == 4:
                 _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
             else:

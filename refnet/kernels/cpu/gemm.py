@@ -60,6 +60,11 @@ DOT_NR = 4
 DOT_MB = 128
 DOT_NB = 256
 DOT_KC = 512
+# Unit strides passed as np.int64, not as a literal 1: Numba compiles a callee once per argument
+# type, and a literal is a type of its own, so literal 1s in different places made three copies of
+# gemm_serial and its packing helpers (bench/results/demo.md: about 9 s of compiling saved; the
+# GEMMs' speed measured the same).
+UNIT_STRIDE = np.int64(1)
 
 
 @njit(cache=True, nogil=True)
