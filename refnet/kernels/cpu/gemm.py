@@ -337,7 +337,9 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
     ap = np.empty(_a_panels(M, K) * KC * MR, dtype=np.float32)
     for t in range(_a_panels(M, K)):
         _pack_a_panel_number(ap, a, sa_i, sa_p, M, K, t)
-    bp = np.empty(NB * KC, dtype=np.float32)
+    # op(b)'s slice only as wide as c (conv2d_small's GEMMs have N = the batch: a full-width
+    # scratch is a large allocation per call).
+    bp = np.empty((min(N, NB) + NR - 1) // NR * NR * KC, dtype=np.float32)
     edge = np.empty(MR * NR, dtype=np.float32)
     for i0 in range(0, M, MB):
         for j0 in range(0, N, NB):
