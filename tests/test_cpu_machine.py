@@ -41,3 +41,11 @@ def test_gemm_uses_the_chosen_blocking():
     b = machine.BLOCKING
     assert (gemm.MR, gemm.NR, gemm.KC, gemm.MB, gemm.NB) == (b["MR"], b["NR"], b["KC"], b["MB"], b["NB"])
     assert gemm.NR % 16 == 0
+
+
+def test_features_follow_numba_s_target_when_one_is_named():
+    assert machine.cpu_features({"NUMBA_CPU_NAME": "generic"}) == ("generic", False, False)
+    named = machine.cpu_features({"NUMBA_CPU_NAME": "skylake-avx512", "NUMBA_CPU_FEATURES": "+avx2,+avx512f"})
+    assert named == ("skylake-avx512", True, True)
+    host = machine.cpu_features({})
+    assert host[0] and isinstance(host[1], bool)

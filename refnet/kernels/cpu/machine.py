@@ -55,13 +55,17 @@ def cache_sizes(root=_SYS_CACHE):
     return {name: found.get(name, default) for name, default in DEFAULT_CACHES.items()}
 
 
-def cpu_features():
-    """(LLVM's name of the host CPU, has AVX-512F, has AVX2): what Numba compiles for."""
+def cpu_features(environ=os.environ):
+    """(CPU name, has AVX-512F, has AVX2) as Numba compiles for them: the host's, or the target
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name (e.g. a portable cache built for "generic")."""
     import llvmlite.binding as llvm
 
-    name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    name = environ.get("NUMBA_CPU_NAME")
+    if name and name != "host":
+        wanted = environ.get("NUMBA_CPU_FEATURES", "")
+        return name, "+avx512f" in wanted, "+avx2" in wanted
     features = llvm.get_host_cpu_features()
-    return name, bool(features.get("avx512f", False)), bool(features.get("avx2", False))
+    return llvm.get_host_cpu_name(), bool(features.get("avx512f", False)), bool(features.get("avx2", False))
 
 
 def _largest_power_of_two_at_most(n):
@@ -71,13 +75,15 @@ def _largest_power_of_two_at_most(n):
     return p
 
 
-def choose_blocking(caches, avx512):
-    """The packed GEMM's tile and blocks for these caches and vector registers (see the module doc)."""
+def choose_blocking(caches, avx512, avx2=True):
+    """The packed GEMM's tile and blocks for these caches and vector registers (see the module doc).
+    Without AVX2 (SSE's 16 registers of 4 lanes, e.g. a "generic" target) the 6 x 16 tile spills;
+    no smaller tile is kept for such targets."""
     lanes = 16
     if avx512:
         mr, nr_vectors, registers, register_lanes = 8, 2, 32, 16
     else:
-        mr, nr_vectors, registers, register_lanes = 6, 1, 16, 8
+        mr, nr_vectors, registers, register_lanes = 6, 1, 16, 8 if avx2 else 4
     nr = nr_vectors * lanes
     # KC capped at 256, the slice measured on Zen 4: longer slices were not measured.
     kc = min(256, max(64, _largest_power_of_two_at_most(caches["L1d"] // (nr * 4))))
@@ -91,7 +97,7 @@ def choose_blocking(caches, avx512):
 
 CPU_NAME, AVX512, AVX2 = cpu_features()
 CACHES = cache_sizes()
-BLOCKING = choose_blocking(CACHES, AVX512)
+BLOCKING = choose_blocking(CACHES, AVX512, AVX2)
 # The stride-2 max-pool prefetches the next plane into L1 for planes of up to this many values:
 # the next plane then fits in an eighth of L1d beside the current one (1,024 on a 32 KB L1d).
 PREFETCH_MAX_PLANE = CACHES["L1d"] // 32
@@ -101,8 +107,9 @@ def parameters_table():
     """Rows (name, value, why) of what was read and chosen, for `refnet bench`."""
     b = BLOCKING
     return [
-        ("cpu (LLVM)", CPU_NAME, "NUMBA_CPU_NAME or the host"),
-        ("AVX-512 / AVX2", f"{'yes' if AVX512 else 'no'} / {'yes' if AVX2 else 'no'}", "LLVM host features"),
+        ("cpu (LLVM)", CPU_NAME, "the host, or NUMBA_CPU_NAME"),
+        ("AVX-512 / AVX2", f"{'yes' if AVX512 else 'no'} / {'yes' if AVX2 else 'no'}",
+         "LLVM host features, or NUMBA_CPU_FEATURES"),
         ("L1d / L2 / L3 per core", f"{CACHES['L1d'] // 1024} / {CACHES['L2'] // 1024} / {CACHES['L3'] // 1024} KiB",
          "/sys/devices/system/cpu/cpu0/cache"),
         ("vector registers", b["vector registers"], "AVX-512: 32 zmm; else 16 ymm"),
