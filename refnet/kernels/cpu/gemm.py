@@ -57,7 +57,8 @@ NR_VECTORS = NR // LANES
 # Blocks of c wanted per parallel GEMM, at least.
 MIN_TASKS = 8
 # The dot-product form: a 4x4 tile of dot products (16 accumulators + 8 operand vectors fit the
-# 32 vector registers of AVX-512), macro tiles of c per call, the longest K slice.
+# 32 vector registers of AVX-512; on AVX2's 16 they spill, yet 4x4 measured faster there than 3x4
+# and 2x4: bench/results/cpu-amd-epyc-zen3.md), macro tiles of c per call, the longest K slice.
 DOT_MR = 4
 DOT_NR = 4
 DOT_MB = 128
