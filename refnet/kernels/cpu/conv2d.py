@@ -292,8 +292,9 @@ def winograd_applies(w, stride, y_shape):
 
 # Outputs of at most this size in both directions (stride 1) go by output positions
 # (conv2d_small.py). Measured on the 3x3 maps of conv3-5 at 67 px, batch 32, one thread's CPU
-# time against im2col: backward-filter 1.4-1.8x faster, backward-data and forward a wash
-# (0.9-1.1x); conv2's 7x7 map stays with Winograd (small path 0.9x forward).
+# time against im2col: weight gradient 1.4-1.7x faster, data gradient 1.0-1.5x, forward a wash
+# (0.9-1.1x; it shares the data gradient's kernel); conv2's 7x7 map stays with Winograd (small
+# path 0.9x forward).
 SMALL_MAX_OUTPUT = 3
 
 
