@@ -623,6 +623,8 @@ def _step_prepare(shapes, train):
 
             def check():
                 return _check_gradients(be, size)
+
+            return Prepared(run, peer, check, "the PyTorch twin in float64")
         else:
             twin.eval()
 
@@ -639,8 +641,11 @@ def _step_prepare(shapes, train):
 
 
 def _check_gradients(be, size, batch=2):
-    """Loss and every parameter gradient of refnet against the PyTorch twin, dropout off so both
-    networks are deterministic and identical."""
+    """Loss and every parameter gradient of refnet against the PyTorch twin computed in float64,
+    dropout off so both networks are deterministic and identical. float64, not the peer's own
+    float32: on an AVX2 Zen 3 PyTorch CPU's float32 conv1-conv3 weight gradients at 227 px were 1-4%
+    (of each tensor's largest value) off the float64 result, refnet's within 4e-6
+    (bench/results/cpu-amd-epyc-zen3.md)."""
     import refnet
 
     torch = be.torch
@@ -649,9 +654,11 @@ def _check_gradients(be, size, batch=2):
     labels = rng.integers(0, 1000, batch).astype(np.int32)
     net = refnet.AlexNet(variant="seed", input_size=size, device=be.name, seed=1, dropout=0.0)
     loss = net.forward_backward(be.array(x), labels)
-    twin = torch_alexnet(torch, "seed", size, dropout=0.0).to(be.tensor(x).device)
+    twin = torch_alexnet(torch, "seed", size, dropout=0.0)
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
-    twin_loss = torch.nn.functional.cross_entropy(twin(be.tensor(x)), be.tensor(labels.astype(np.int64)))
+    twin = twin.to(device=be.tensor(x).device, dtype=torch.float64)
+    twin_loss = torch.nn.functional.cross_entropy(twin(be.tensor(x).to(torch.float64)),
+                                                  be.tensor(labels.astype(np.int64)))
     twin_loss.backward()
     twin_grads = {k: be.peer_host(p.grad) for k, p in twin.named_parameters()}
     grads = net.grad_dict()

@@ -154,9 +154,15 @@ def run(args) -> int:
         "note": args.note,
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
+    if device == "cpu":
+        from refnet.kernels.cpu import machine
+
+        meta["cpu_parameters"] = [list(row) for row in machine.parameters_table()]
     print(f"refnet bench on {meta['machine']} ({device}): numba {threads} threads, torch "
           f"{meta['torch'] or 'not installed'} {meta['torch_threads'] or ''} threads, numpy BLAS {meta['numpy_blas']}",
           file=sys.stderr)
+    if meta.get("cpu_parameters"):
+        print(report.format_parameters(meta["cpu_parameters"]), file=sys.stderr)
 
     memory_bound = any(c.op in cases.MEMORY_BOUND for c in selected)
     bandwidth_start = be.bandwidth_gbs() if memory_bound else None
@@ -220,7 +226,7 @@ def run(args) -> int:
     except ValueError:
         pass
 
-    targets = report.cpu_targets(rows, jit, peak) if device == "cpu" else report.cuda_targets(rows)
+    targets = report.cpu_targets(rows, jit, peak, args.input_size) if device == "cpu" else report.cuda_targets(rows)
     text = report.format_report(meta, rows, targets)
     print(text)
 

@@ -188,6 +188,44 @@ def test_im2col_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad
                          N, C, H, W, K, R, S, stride, pad, groups)
 
 
+# The small-output path (stride 1): AlexNet's 3x3 maps with padding 1 (corner, edge and centre
+# positions touch 4, 6 and 9 taps), groups, 5x5 filters, a 1x1 filter with padding (positions that
+# touch no tap: bias only), more output channels than one task's block, an output of one pixel.
+SMALL_GEOMETRIES = [
+    (3, 5, 3, 3, 7, 3, 3, 1, 1, 1),
+    (2, 4, 3, 3, 6, 3, 3, 1, 1, 2),
+    (2, 3, 4, 5, 4, 3, 3, 1, 1, 1),
+    (2, 3, 5, 5, 5, 5, 5, 1, 2, 1),
+    (2, 3, 3, 3, 4, 1, 1, 1, 1, 1),
+    (2, 6, 3, 3, 130, 3, 3, 1, 1, 2),
+    (1, 2, 3, 3, 3, 3, 3, 1, 0, 1),
+]
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", SMALL_GEOMETRIES)
+def test_small_output_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _fast_against_direct(rng, kernels.conv2d_forward_small, kernels.conv2d_backward_small,
+                         N, C, H, W, K, R, S, stride, pad, groups)
+
+
+@pytest.mark.parametrize("N, K, R, stride, P, expected", [
+    (32, 384, 3, 1, 3, "small"),      # conv3-5 at 67
+    (32, 256, 5, 1, 7, "winograd"),   # conv2 at 67
+    (32, 384, 3, 1, 13, "winograd"),  # conv3-5 at 227
+    (32, 96, 11, 4, 15, "im2col"),    # conv1 at 67
+    (32, 64, 3, 2, 3, "im2col"),      # stride 2
+])
+def test_each_layer_takes_the_path_measured_fastest(N, K, R, stride, P, expected):
+    assert kernels.conv_path(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
+
+
+def test_small_output_kernels_do_not_depend_on_the_threads(rng):
+    x, w, b = layer(rng, 5, 6, 3, 3, 130, 3, 3, 2)
+    dy = rng.standard_normal((5, 130, 3, 3)).astype(np.float32)
+    _same_alone_and_threaded(_run_layer(kernels.conv2d_forward_small, kernels.conv2d_backward_small,
+                                        x, w, b, dy, 1, 2))
+
+
 def test_long_chunk_geometries_reach_the_dot_product_weight_gradient():
     for N, C, H, W, K, R, S, stride, pad, groups in LONG_CHUNK_GEOMETRIES:
         P = (H + 2 * pad - R) // stride + 1
@@ -196,18 +234,9 @@ def test_long_chunk_geometries_reach_the_dot_product_weight_gradient():
         assert images * P * Q >= kernels.PACKED_DW_MAX_COLUMNS
 
 
-def test_winograd_does_not_depend_on_the_threads(rng):
+def _same_alone_and_threaded(run):
+    """run() on one thread and on the default threads: bit-identical results."""
     import numba
-
-    x, w, b = layer(rng, 9, 6, 13, 13, 8, 3, 3, 2)
-    dy = rng.standard_normal((9, 8, 13, 13)).astype(np.float32)
-
-    def run():
-        y = np.empty(dy.shape, np.float32)
-        grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(8, np.float32)]
-        kernels.conv2d_forward_winograd(y, x, w, b, 1, 1, 2)
-        kernels.conv2d_backward_winograd(*grads, x, w, dy, 1, 1, 2)
-        return [y] + grads
 
     threads = numba.get_num_threads()
     try:
@@ -218,6 +247,23 @@ def test_winograd_does_not_depend_on_the_threads(rng):
     for first, second, third in zip(alone, run(), run()):
         np.testing.assert_array_equal(first, second)
         np.testing.assert_array_equal(second, third)
+
+
+def _run_layer(forward, backward, x, w, b, dy, pad, groups):
+    def run():
+        y = np.empty(dy.shape, np.float32)
+        grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(w.shape[0], np.float32)]
+        forward(y, x, w, b, 1, pad, groups)
+        backward(*grads, x, w, dy, 1, pad, groups)
+        return [y] + grads
+    return run
+
+
+def test_winograd_does_not_depend_on_the_threads(rng):
+    x, w, b = layer(rng, 9, 6, 13, 13, 8, 3, 3, 2)
+    dy = rng.standard_normal((9, 8, 13, 13)).astype(np.float32)
+    _same_alone_and_threaded(_run_layer(kernels.conv2d_forward_winograd, kernels.conv2d_backward_winograd,
+                                        x, w, b, dy, 1, 2))
 
 
 def test_backward_without_dx(rng):

@@ -43,8 +43,9 @@ def test_matches_reference_with_beta(rng, trans_a, trans_b):
 @pytest.mark.parametrize("trans_a, trans_b", CASES)
 @pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600), (270, 600, 13)])
 def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, trans_b):
-    # 37, 45, 270, 300 and 600 are not whole micro tiles (8 x 32); 270 and 300 cross a block of
-    # parallel work (256), 270, 530 and 600 a K slice (256); 13 is shorter than one vector.
+    # 37, 45, 270, 300 and 600 are not whole micro tiles (8 x 32 or 6 x 16, machine.py); 270 and 300
+    # cross a block of parallel work (MB 256 or 132, NB 256), 270, 530 and 600 a K slice (256); 13 is
+    # shorter than one vector.
     a, b = operands(rng, M, N, K, trans_a, trans_b)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
     fast, naive = c0.copy(), c0.copy()

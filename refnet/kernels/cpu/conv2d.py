@@ -30,14 +30,17 @@ belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order,
 are then added in order, so results are bit-identical run to run whatever the thread count.
 The 3x3 and 5x5 stride-1 convolutions with outputs of 7x7 and more (AlexNet's conv2-conv5 at 227),
 forward and both backward passes, go to conv2d_winograd.py instead (1.5-1.8x faster on those
-layers; see winograd_applies). `conv2d_forward_im2col` and `conv2d_backward_im2col` remain
-callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_winograd` for theirs. `conv2d_forward_direct` and
+layers; see winograd_applies), and stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
+conv2d_small.py (see conv_path). `conv2d_forward_im2col` and `conv2d_backward_im2col` remain
+callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_winograd`,
+`conv2d_forward_small` and `conv2d_backward_small` for theirs. `conv2d_forward_direct` and
 `conv2d_backward_direct` are the plain loop nests the fast launchers are tested against.
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .conv2d_small import small_backward_data, small_backward_filter, small_forward
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
 from .partial_sums import PARTS, split_into_parts, sum_parts
@@ -287,20 +290,36 @@ def winograd_applies(w, stride, y_shape):
             and min(P, Q) >= WINOGRAD_MIN_OUTPUT and N * ((P + 1) // 2) * ((Q + 1) // 2) >= WINOGRAD_MIN_TILES)
 
 
+# Outputs of at most this size in both directions (stride 1) go by output positions
+# (conv2d_small.py). Measured on the 3x3 maps of conv3-5 at 67 px, batch 32, one thread's CPU
+# time against im2col: weight gradient 1.4-1.7x faster, data gradient 1.0-1.5x, forward a wash
+# (0.9-1.1x; it shares the data gradient's kernel); conv2's 7x7 map stays with Winograd (small
+# path 0.9x forward).
+SMALL_MAX_OUTPUT = 3
+
+
+def conv_path(w, stride, y_shape):
+    """Which kernels take this layer: "winograd", "small" or "im2col"."""
+    if winograd_applies(w, stride, y_shape):
+        return "winograd"
+    if stride == 1 and max(y_shape[2], y_shape[3]) <= SMALL_MAX_OUTPUT:
+        return "small"
+    return "im2col"
+
+
 def conv2d_forward(y, x, w, b, stride, pad, groups):
     """y = conv(x, w) + b (see the module doc for the formula and layouts)."""
-    if winograd_applies(w, stride, y.shape):
-        conv2d_forward_winograd(y, x, w, b, stride, pad, groups)
-    else:
-        conv2d_forward_im2col(y, x, w, b, stride, pad, groups)
+    path = conv_path(w, stride, y.shape)
+    forward = {"winograd": conv2d_forward_winograd, "small": conv2d_forward_small}.get(path, conv2d_forward_im2col)
+    forward(y, x, w, b, stride, pad, groups)
 
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
-    if winograd_applies(w, stride, dy.shape):
-        conv2d_backward_winograd(dx, dw, db, x, w, dy, stride, pad, groups)
-    else:
-        conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups)
+    path = conv_path(w, stride, dy.shape)
+    backward = {"winograd": conv2d_backward_winograd, "small": conv2d_backward_small}.get(path,
+                                                                                          conv2d_backward_im2col)
+    backward(dx, dw, db, x, w, dy, stride, pad, groups)
 
 
 def conv2d_forward_winograd(y, x, w, b, stride, pad, groups):
@@ -313,6 +332,23 @@ def conv2d_backward_winograd(dx, dw, db, x, w, dy, stride, pad, groups):
     if dx is not None:
         winograd_backward_data(dx, w, dy, pad, groups)
     winograd_backward_filter(dw, x, dy, pad, groups)
+    _bias_gradient(db, dy)
+
+
+def conv2d_forward_small(y, x, w, b, stride, pad, groups):
+    """conv2d_forward for stride 1, by output positions (conv2d_small.py)."""
+    if stride != 1:
+        raise ValueError(f"conv2d_forward_small: stride must be 1, got {stride}")
+    small_forward(y, x, w, b, pad, groups)
+
+
+def conv2d_backward_small(dx, dw, db, x, w, dy, stride, pad, groups):
+    """conv2d_backward for stride 1, by output positions and filter taps (conv2d_small.py)."""
+    if stride != 1:
+        raise ValueError(f"conv2d_backward_small: stride must be 1, got {stride}")
+    if dx is not None:
+        small_backward_data(dx, w, dy, pad, groups)
+    small_backward_filter(dw, x, dy, pad, groups)
     _bias_gradient(db, dy)
 
 

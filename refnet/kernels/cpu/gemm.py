@@ -10,18 +10,19 @@ Two kernels with the same contract:
 - the packed GEMM, `gemm_strided` (used by `gemm` and `linear`; blocks of c shared out over the
   threads) and `gemm_serial` (the same on the calling thread, for conv2d and Winograd, which share
   out whole images instead). One algorithm for all four layouts, in the BLIS style:
-  * op(a) is copied, up front, into panels of MR = 8 rows running along K (8 values per K index),
-    one per slice of KC = 256 K indices; op(b) is copied, one K slice of a block of c at a time,
-    into panels of NR = 32 columns (32 values per K index). Packing is where the layouts differ
-    (op(b)'s rows, when they are runs of b, are copied as vectors; its columns, when they are,
-    16 x 16 at a time transposed in registers: done value by value, the copy had cost about 30%
-    of the FC GEMMs' time); past it, every case reads the same contiguous panels. Panels are
-    padded with zeros to whole tiles.
-  * The micro-kernel holds an 8 x 32 tile of c in 16 vector registers (`simd.py`) for a whole K
-    slice: per K index, two vector loads of b and eight broadcasts of a feed sixteen FMAs. c is
-    loaded and stored once per K slice, never inside the K loop.
-  * A block of MB x NB of c walks K slice by slice; its op(b) slice (KC x NB, 256 KiB) stays in
-    L2, and each 32-column panel of it (32 KiB) in L1 while every 8-row panel of op(a) passes.
+  * op(a) is copied, up front, into panels of MR rows running along K (MR values per K index),
+    one per slice of KC K indices; op(b) is copied, one K slice of a block of c at a time, into
+    panels of NR columns (NR values per K index). Packing is where the layouts differ (op(b)'s
+    rows, when they are runs of b, are copied as vectors; its columns, when they are, 16 x 16 at a
+    time transposed in registers: done value by value, the copy had cost about 30% of the FC
+    GEMMs' time); past it, every case reads the same contiguous panels. Panels are padded with
+    zeros to whole tiles.
+  * The micro-kernel holds an MR x NR tile of c in vector registers (`simd.py`) for a whole K
+    slice: 8 x 32 (16 registers) with AVX-512's 32 registers, 6 x 16 (12 of AVX2's 16) otherwise;
+    per K index, NR/16 vector loads of b and MR broadcasts of a feed the FMAs. c is loaded and
+    stored once per K slice, never inside the K loop. MR, NR, KC, MB come from `machine.py`.
+  * A block of MB x NB of c walks K slice by slice; its op(b) slice (KC x NB) is packed into L2,
+    and each NR-column panel of it stays in L1 while every MR-row panel of op(a) passes.
   Each element of c belongs to one block, so one thread writes it, always summing in the same
   order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
@@ -43,18 +44,21 @@ products, row updates of c in L1) reached 0.72-0.98x numpy matmul on the FC shap
 import numpy as np
 from numba import njit, prange
 
+from .machine import BLOCKING
 from .simd import LANES, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16, vzero
 
-# Micro tile of c in registers (NR = two vectors), K slice, block of c per parallel task.
-MR = 8
-NR = 2 * LANES
-KC = 256
-MB = 256
-NB = 256
+# Micro tile of c in registers, K slice, block of c per parallel task: chosen for this CPU.
+MR = BLOCKING["MR"]
+NR = BLOCKING["NR"]
+KC = BLOCKING["KC"]
+MB = BLOCKING["MB"]
+NB = BLOCKING["NB"]
+NR_VECTORS = NR // LANES
 # Blocks of c wanted per parallel GEMM, at least.
 MIN_TASKS = 8
 # The dot-product form: a 4x4 tile of dot products (16 accumulators + 8 operand vectors fit the
-# 32 vector registers of AVX-512), macro tiles of c per call, the longest K slice.
+# 32 vector registers of AVX-512; on AVX2's 16 they spill, yet 4x4 measured faster there than 3x4
+# and 2x4: bench/results/cpu-amd-epyc-zen3.md), macro tiles of c per call, the longest K slice.
 DOT_MR = 4
 DOT_NR = 4
 DOT_MB = 128
@@ -137,19 +141,19 @@ def _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc):
     is a column of op(b)."""
     panels = (nc + NR - 1) // NR
     if sb_j == 1:
-        # Each row of op(b) is a run of b: two vectors per panel (masked on the last, whose lanes
-        # past nc load as the zeros the panel needs).
+        # Each row of op(b) is a run of b: NR / 16 vectors per panel (masked on the last, whose
+        # lanes past nc load as the zeros the panel needs).
         for p in range(kc):
             src = (p0 + p) * sb_p + j0
             for h in range(panels):
                 at = h * KC * NR + p * NR
                 cols = nc - h * NR
-                if cols >= NR:
-                    vstore(bp, at, vload(b, src + h * NR))
-                    vstore(bp, at + LANES, vload(b, src + h * NR + LANES))
-                else:
-                    vstore(bp, at, vload_masked(b, src + h * NR, vfirst(cols)))
-                    vstore(bp, at + LANES, vload_masked(b, src + h * NR + LANES, vfirst(cols - LANES)))
+                for v in range(NR_VECTORS):
+                    o = v * LANES
+                    if cols >= o + LANES:
+                        vstore(bp, at + o, vload(b, src + h * NR + o))
+                    else:
+                        vstore(bp, at + o, vload_masked(b, src + h * NR + o, vfirst(cols - o)))
     else:
         # Each column of op(b) is a row of b. Where it is a run (sb_p == 1), whole blocks of 16
         # columns x 16 K indices are transposed in registers; the rest value by value.
@@ -200,18 +204,33 @@ def _micro_8x32(ap, a0, bp, b0, kc):
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
-def _put_row(c, at, lo, hi, alpha, beta):
-    """c[at : at + 32] = alpha * (lo, hi) + beta * c[at : at + 32] (c not read when beta == 0)."""
+def _put_vector(c, at, v, alpha, beta):
+    """c[at : at + 16] = alpha * v + beta * c[at : at + 16] (c not read when beta == 0)."""
     if beta == np.float32(0.0):
-        vstore(c, at, vmul(vsplat(alpha), lo))
-        vstore(c, at + LANES, vmul(vsplat(alpha), hi))
+        vstore(c, at, vmul(vsplat(alpha), v))
     else:
-        vstore(c, at, vfma(vsplat(alpha), lo, vmul(vsplat(beta), vload(c, at))))
-        vstore(c, at + LANES, vfma(vsplat(alpha), hi, vmul(vsplat(beta), vload(c, at + LANES))))
+        vstore(c, at, vfma(vsplat(alpha), v, vmul(vsplat(beta), vload(c, at))))
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _put_row(c, at, lo, hi, alpha, beta):
+    """c[at : at + 32] = alpha * (lo, hi) + beta * c[at : at + 32]."""
+    _put_vector(c, at, lo, alpha, beta)
+    _put_vector(c, at + LANES, hi, alpha, beta)
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _tile_to_edge(c, c0, ldc, mr, nr, edge, beta):
+    """The part of a tile inside c, from the MR x NR scratch `edge` (a tile cut by c's border)."""
+    for i in range(mr):
+        c_i = c[c0 + i * ldc : c0 + i * ldc + nr]
+        e_i = edge[i * NR : i * NR + nr]
+        for j in range(nr):
+            c_i[j] = e_i[j] if beta == np.float32(0.0) else e_i[j] + beta * c_i[j]
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _packed_tile(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
+def _packed_tile_8x32(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
     """c[c0 + i*ldc + j] = alpha * (one 8 x 32 micro tile) + beta * c[...] for i < mr, j < nr. A
     tile cut by the border of c goes through `edge` (8 x 32 scratch) so that no vector store
     leaves c's rows."""
@@ -228,11 +247,46 @@ def _packed_tile(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
     _put_row(dst, at + 6 * pitch, t[12], t[13], alpha, tile_beta)
     _put_row(dst, at + 7 * pitch, t[14], t[15], alpha, tile_beta)
     if not whole:
-        for i in range(mr):
-            c_i = c[c0 + i * ldc : c0 + i * ldc + nr]
-            e_i = edge[i * NR : i * NR + nr]
-            for j in range(nr):
-                c_i[j] = e_i[j] if beta == np.float32(0.0) else e_i[j] + beta * c_i[j]
+        _tile_to_edge(c, c0, ldc, mr, nr, edge, beta)
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _micro_6x16(ap, a0, bp, b0, kc):
+    """The 6 x 16 tile sum_{p < kc} ap[a0 + p*6 + i] * bp[b0 + p*16 + j] as 6 vectors (row i), held
+    in registers over the whole loop: 12 of AVX2's 16, with 2 for the load of b and 1 for the
+    broadcast of a."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    for p in range(kc):
+        y = vload(bp, b0 + p * NR)
+        r = a0 + p * MR
+        c0 = vfma(vbroadcast(ap, r), y, c0)
+        c1 = vfma(vbroadcast(ap, r + 1), y, c1)
+        c2 = vfma(vbroadcast(ap, r + 2), y, c2)
+        c3 = vfma(vbroadcast(ap, r + 3), y, c3)
+        c4 = vfma(vbroadcast(ap, r + 4), y, c4)
+        c5 = vfma(vbroadcast(ap, r + 5), y, c5)
+    return c0, c1, c2, c3, c4, c5
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _packed_tile_6x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
+    """As `_packed_tile_8x32`, for the 6 x 16 tile."""
+    t = _micro_6x16(ap, a0, bp, b0, kc)
+    whole = mr == MR and nr == NR
+    dst, at, pitch = (c, c0, ldc) if whole else (edge, 0, NR)
+    tile_beta = beta if whole else np.float32(0.0)
+    _put_vector(dst, at, t[0], alpha, tile_beta)
+    _put_vector(dst, at + pitch, t[1], alpha, tile_beta)
+    _put_vector(dst, at + 2 * pitch, t[2], alpha, tile_beta)
+    _put_vector(dst, at + 3 * pitch, t[3], alpha, tile_beta)
+    _put_vector(dst, at + 4 * pitch, t[4], alpha, tile_beta)
+    _put_vector(dst, at + 5 * pitch, t[5], alpha, tile_beta)
+    if not whole:
+        _tile_to_edge(c, c0, ldc, mr, nr, edge, beta)
+
+
+# Only the tile of this machine's shape is compiled (the callers resolve this global when compiled).
+_packed_tile = _packed_tile_8x32 if (MR, NR) == (8, 32) else _packed_tile_6x16
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -289,7 +343,9 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
     ap = np.empty(_a_panels(M, K) * KC * MR, dtype=np.float32)
     for t in range(_a_panels(M, K)):
         _pack_a_panel_number(ap, a, sa_i, sa_p, M, K, t)
-    bp = np.empty(NB * KC, dtype=np.float32)
+    # op(b)'s slice only as wide as c (conv2d_small's GEMMs have N = the batch: a full-width
+    # scratch is a large allocation per call).
+    bp = np.empty((min(N, NB) + NR - 1) // NR * NR * KC, dtype=np.float32)
     edge = np.empty(MR * NR, dtype=np.float32)
     for i0 in range(0, M, MB):
         for j0 in range(0, N, NB):

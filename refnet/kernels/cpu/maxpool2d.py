@@ -26,6 +26,7 @@ reference bit for bit.
 import numpy as np
 from numba import njit, prange
 
+from .machine import PREFETCH_MAX_PLANE
 from .simd import (HALF, LANES, prefetch, vadd, vevens, vfirst, vload, vload_masked, vodds, vramp_halves, vselect,
                    vsplat, vstore, vstore_masked, vupper_half, vwins)
 
@@ -34,10 +35,9 @@ FLOAT_EXACT_INTS = 2**24
 # Planes per parallel task of the stride-2 kernel (even: narrow planes are taken two at a time).
 PLANES_PER_TASK = 16
 # The stride-2 kernel prefetches the next plane(s) into L1 while pooling one, for planes of up to
-# this many values (pool2, pool5: 6-29% faster, measured): then the next plane fits in L1 beside
-# the current one. pool1's 12 KB planes were 8-19% slower with it (the hardware's own prefetch
-# keeps up along their 220-byte rows). bench/results/cpu.md, fourth session, change 3.
-PREFETCH_MAX_PLANE = 1024
+# PREFETCH_MAX_PLANE values, sized from this machine's L1d (machine.py; 1,024 on a 32 KB L1d):
+# pool2, pool5 6-29% faster, pool1's 12 KB planes 8-19% slower with it (the hardware's own
+# prefetch keeps up along their 220-byte rows). bench/results/cpu.md, fourth session, change 3.
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,189 @@
+"""2-D convolution for small outputs (the 3x3 maps of conv3-conv5 at a 67-px input): per output
+position, GEMMs over the whole batch with only the filter taps that touch the image. Stride 1.
+
+Same formulas as conv2d.py (cross-correlation, zero padding, groups; Kg = K / groups, Cg = C / groups):
+    forward:  y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * x[n, g*Cg + c, p - pad + r, q - pad + s]
+    backward data:   dx = the forward of dy with w turned 180 degrees and K, C swapped
+                     (w_flip[c, k, r, s] = w[k, c, R-1-r, S-1-s], padding R-1-pad), no bias
+    backward filter: dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x[n, g*Cg + c, p - pad + r, q - pad + s]
+Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the way out):
+    forward:   xt (H, W, C, N), wt (K, R, S, Cg), yt (P, Q, K, N)
+               for output (p, q) and filter row r (h = p - pad + r inside the image) the taps
+               s_lo <= s < s_hi that touch it give one GEMM (groups == 1; one per tap otherwise):
+               yt[p, q, g*Kg:(g+1)*Kg, :] += wt[g*Kg:, r, s_lo:s_hi, :] (Kg, run*Cg) @ xt[h, w_lo:w_hi, g*Cg:, :] (run*Cg, N)
+    backward filter: xc (H, C, W, N), dyc (P, K, Q, N), dwt (R, S, K, Cg)
+               for tap (r, s) and output row p whose input row is inside, the outputs q_lo <= q < q_hi
+               whose input column is inside give one GEMM with a reduction over (q, n):
+               dwt[r, s, g*Kg:, :] += dyc[p, g*Kg:, q_lo:q_hi, :] (Kg, run*N) @ xc[h, g*Cg:, w_lo:w_hi, :].T
+im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
+image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
+inside its K (filter gradient).
+Work is shared out as (output position or tap) x (block of KBLOCK output channels): every value
+of y, dx, dw is written by one task, each as a fixed sequence of GEMMs, so results do not depend
+on the thread count.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .gemm import MR, gemm_serial
+
+# Rows of c per task: a whole number of register tiles; conv3-5's 256-384 channels give 3-4
+# blocks per position, 27-36 tasks for two threads over a 3x3 map.
+KBLOCK = 16 * MR
+
+
+# The copies between layouts run on one thread: the maps are small (at most a few hundred KB), and
+# a parallel function costs seconds more to compile.
+@njit(cache=True, nogil=True)
+def _nchw_to_spatial(dst, x, channels_inside):
+    """dst = x (N, C, H, W) laid out (H, C, W, N) when channels_inside, else (H, W, C, N)."""
+    N, C, H, W = x.shape
+    for h in range(H):
+        for c in range(C):
+            for w in range(W):
+                at = ((h * C + c) * W + w) * N if channels_inside else ((h * W + w) * C + c) * N
+                for n in range(N):
+                    dst[at + n] = x[n, c, h, w]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _task_block(task, groups, Kg):
+    """Task number -> (position or tap index, first output channel k0, rows): tasks run over
+    (position or tap) x group x block of KBLOCK output channels."""
+    k_blocks = (Kg + KBLOCK - 1) // KBLOCK
+    at, rest = task // (groups * k_blocks), task % (groups * k_blocks)
+    g, kb = rest // k_blocks, rest % k_blocks
+    k0 = g * Kg + kb * KBLOCK
+    return at, k0, min(KBLOCK, (g + 1) * Kg - k0)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
+    """yt (P, Q, K, N) = the convolution without bias, one task per (position, channel block)."""
+    Cg, Kg = C // groups, K // groups
+    for task in prange(P * Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
+        pq, k0, rows = _task_block(task, groups, Kg)
+        p, q = pq // Q, pq % Q
+        g = k0 // Kg
+        c_at = (pq * K + k0) * N
+        s_lo, s_hi = max(0, pad - q), min(S, W + pad - q)
+        run = max(1, s_hi - s_lo) if groups == 1 else 1  # range() needs a step of 1 or more
+        beta = np.float32(0.0)
+        for r in range(R):
+            h = p - pad + r
+            if h < 0 or h >= H:
+                continue
+            for s in range(s_lo, s_hi, run):
+                w0 = q - pad + s
+                gemm_serial(yt[c_at:], N, wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, 1,
+                            xt[((h * W + w0) * C + g * Cg) * N :], N, 1, rows, N, run * Cg, np.float32(1.0), beta)
+                beta = np.float32(1.0)
+        if beta == np.float32(0.0):  # no tap touches the image
+            yt[c_at : c_at + rows * N] = np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def _to_nchw_with_bias(y, yt, b):
+    """y[n, k, p, q] = yt[p, q, k, n] + b[k]."""
+    N, K, P, Q = y.shape
+    for n in range(N):
+        for k in range(K):
+            for p in range(P):
+                for q in range(Q):
+                    y[n, k, p, q] = yt[((p * Q + q) * K + k) * N + n] + b[k]
+
+
+@njit(cache=True, nogil=True)
+def _filter_by_taps(wt, w, flip, groups):
+    """wt (Kout, R, S, Cin) from w (K, Cg, R, S): as it is (Kout = K), or turned 180 degrees with
+    its channels swapped within each group (Kout = C = groups*Cg, Cin = Kg), for the data gradient."""
+    K, Cg, R, S = w.shape
+    Kg = K // groups
+    for k in range(K):
+        g = k // Kg
+        for c in range(Cg):
+            for r in range(R):
+                for s in range(S):
+                    if flip:
+                        at = (((g * Cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)) * Kg + (k - g * Kg)
+                    else:
+                        at = ((k * R + r) * S + s) * Cg + c
+                    wt[at] = w[k, c, r, s]
+
+
+@njit(cache=True, nogil=True)
+def _filter_from_taps(dw, dwt):
+    """dw[k, c, r, s] = dwt[r, s, k, c]."""
+    K, Cg, R, S = dw.shape
+    for k in range(K):
+        for c in range(Cg):
+            for r in range(R):
+                for s in range(S):
+                    dw[k, c, r, s] = dwt[((r * S + s) * K + k) * Cg + c]
+
+
+def _forward(y, x, wt, b, R, S, pad, groups):
+    N, C, H, W = x.shape
+    K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+    xt = np.empty(x.size, np.float32)
+    _nchw_to_spatial(xt, x, False)
+    yt = np.empty(y.size, np.float32)
+    _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q)
+    _to_nchw_with_bias(y, yt, b)
+
+
+def small_forward(y, x, w, b, pad, groups):
+    """conv2d_forward, stride 1, by output positions (see the module doc)."""
+    K, Cg, R, S = w.shape
+    wt = np.empty(w.size, np.float32)
+    _filter_by_taps(wt, w, False, groups)
+    _forward(y, x, wt, b, R, S, pad, groups)
+
+
+def small_backward_data(dx, w, dy, pad, groups):
+    """dx of a stride-1 convolution: the forward of dy with the flipped filter, channels swapped."""
+    K, Cg, R, S = w.shape
+    wt = np.empty(w.size, np.float32)
+    _filter_by_taps(wt, w, True, groups)
+    _forward(dx, dy, wt, np.zeros(dx.shape[1], np.float32), R, S, R - 1 - pad, groups)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q):
+    """dwt (R, S, K, Cg): one task per (tap, channel block), a GEMM per output row p."""
+    Cg, Kg = C // groups, K // groups
+    for task in prange(R * S * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
+        rs, k0, rows = _task_block(task, groups, Kg)
+        r, s = rs // S, rs % S
+        g = k0 // Kg
+        c_at = (rs * K + k0) * Cg
+        q_lo, q_hi = max(0, pad - s), min(Q, W + pad - s)
+        beta = np.float32(0.0)
+        if q_hi > q_lo:
+            for p in range(P):
+                h = p - pad + r
+                if h < 0 or h >= H:
+                    continue
+                w0 = q_lo - pad + s
+                # op(a)[k, (q, n)] = dyc[p, k, q, n]; op(b)[(q, n), c] = xc[h, g*Cg + c, w, n].
+                gemm_serial(dwt[c_at:], Cg, dyc[((p * K + k0) * Q + q_lo) * N :], Q * N, 1,
+                            xc[((h * C + g * Cg) * W + w0) * N :], 1, W * N, rows, Cg, (q_hi - q_lo) * N,
+                            np.float32(1.0), beta)
+                beta = np.float32(1.0)
+        if beta == np.float32(0.0):  # the tap never touches the image
+            dwt[c_at : c_at + rows * Cg] = np.float32(0.0)
+
+
+def small_backward_filter(dw, x, dy, pad, groups):
+    """dw of a stride-1 convolution by filter taps (see the module doc)."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = dw.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    xc = np.empty(x.size, np.float32)
+    _nchw_to_spatial(xc, x, True)
+    dyc = np.empty(dy.size, np.float32)
+    _nchw_to_spatial(dyc, dy, True)
+    dwt = np.empty(dw.size, np.float32)
+    _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q)
+    _filter_from_taps(dw, dwt)
