@@ -26,7 +26,7 @@ on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import MR, gemm_serial
+from .gemm import MR, UNIT_STRIDE, gemm_serial
 
 # Rows of c per task: a whole number of register tiles; conv3-5's 256-384 channels give 3-4
 # blocks per position, 27-36 tasks for two threads over a 3x3 map.
@@ -76,8 +76,8 @@ def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
                 continue
             for s in range(s_lo, s_hi, run):
                 w0 = q - pad + s
-                gemm_serial(yt[c_at:], N, wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, 1,
-                            xt[((h * W + w0) * C + g * Cg) * N :], N, 1, rows, N, run * Cg, np.float32(1.0), beta)
+                gemm_serial(yt[c_at:], N, wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, UNIT_STRIDE,
+                            xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, rows, N, run * Cg, np.float32(1.0), beta)
                 beta = np.float32(1.0)
         if beta == np.float32(0.0):  # no tap touches the image
             yt[c_at : c_at + rows * N] = np.float32(0.0)
@@ -167,8 +167,8 @@ def _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q):
                     continue
                 w0 = q_lo - pad + s
                 # op(a)[k, (q, n)] = dyc[p, k, q, n]; op(b)[(q, n), c] = xc[h, g*Cg + c, w, n].
-                gemm_serial(dwt[c_at:], Cg, dyc[((p * K + k0) * Q + q_lo) * N :], Q * N, 1,
-                            xc[((h * C + g * Cg) * W + w0) * N :], 1, W * N, rows, Cg, (q_hi - q_lo) * N,
+                gemm_serial(dwt[c_at:], Cg, dyc[((p * K + k0) * Q + q_lo) * N :], Q * N, UNIT_STRIDE,
+                            xc[((h * C + g * Cg) * W + w0) * N :], UNIT_STRIDE, W * N, rows, Cg, (q_hi - q_lo) * N,
                             np.float32(1.0), beta)
                 beta = np.float32(1.0)
         if beta == np.float32(0.0):  # the tap never touches the image
