@@ -4,7 +4,7 @@ the formula x[c] = (p[src(c)] - M[src(c)]) * pixel_max / 255 written by hand."""
 import numpy as np
 import pytest
 
-from refnet.predict import network_inputs
+from refnet.commands.predict import network_inputs
 from refnet.preprocess import Preprocessing, parse_mean
 
 S, CROP = 12, 9

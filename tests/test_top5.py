@@ -14,7 +14,7 @@ from PIL import Image
 
 from refnet.data import ShardDataset
 from refnet.evaluate import evaluate
-from refnet.predict import predict_files
+from refnet.commands.predict import predict_files
 from test_eval import hand_crops, softmax64
 
 CLASSES, SIZE, CROP = 12, 16, 11
