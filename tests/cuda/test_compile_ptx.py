@@ -89,7 +89,7 @@ def compiled(tmp_path_factory):
 
 
 def _run_every_launcher():
-    from refnet.kernels.cuda import (_tiled, avgpool2d, conv2d, dropout, gemm, linear, lrn, maxpool2d, relu, sgd,
+    from refnet.kernels.cuda import (avgpool2d, conv2d, dropout, gemm, linear, lrn, maxpool2d, relu, sgd,
                                      softmax_cross_entropy)
 
     f = lambda *shape: np.zeros(shape, np.float32)
@@ -102,7 +102,7 @@ def _run_every_launcher():
         for trans_b in (False, True):
             gemm.gemm(f(3, 4), f(5, 5), f(5, 5)[:, :4].copy() if not trans_b else f(4, 5), trans_a, trans_b, 1.0, 0.0)
     gemm.gemm_reference(f(3, 4), f(3, 5), f(5, 4), False, False, 1.0, 0.0)
-    _tiled.launch(gemm._kernels(False, False), f(3, 4), f(3, 40), f(40, 4), f(3, 4), (), 3, 4, 40, 1, splits=2)
+    gemm.gemm(f(3, 4), f(3, 40), f(40, 4), False, False, 1.0, 0.0, splits=2)
     linear.linear_forward(f(3, 4), f(3, 5), f(4, 5), f(4))
     linear.linear_backward(f(3, 5), f(4, 5), f(4), f(3, 5), f(4, 5), f(3, 4))
     pooled, argmax = f(2, 4, 4, 4), np.zeros((2, 4, 4, 4), np.int32)
