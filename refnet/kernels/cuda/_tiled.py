@@ -83,6 +83,10 @@ class Operand(NamedTuple):
     locate: Callable
     step: Callable = None  # "rows"/"table_rows": the distance between rows i and i+1; "cols": between k and k+1
     limits: Callable = None  # "gather": (height, width) the window coordinates must stay below
+    # "gather": read a table row as one 128-bit load (fewer instructions) or as three (4 fewer
+    # registers while the loads are in flight: what keeps ptxas within 128 without spilling
+    # when the other operand is a "table_rows" one)
+    vector_table: bool = True
 
 
 @cuda.jit(device=True, inline=True)
@@ -105,6 +109,7 @@ def _make_copier(operand):
     k_fastest = mode in ("rows", "table_rows")
     tabled = mode == "table_rows"
     by_columns = mode == "cols"
+    vector_table = operand.vector_table
     locate = operand.locate
     step_of = operand.step
     limits = operand.limits if operand.limits is not None else _no_limits
@@ -131,29 +136,34 @@ def _make_copier(operand):
                 offset = int32(base + table[k])  # tables are padded to a TILE_K multiple: always in range
             else:
                 offset = int32(base + k)
-            row_step = int32(step_of(geom) * 16)
-            inside = k < k_end
+            row_step = uint32(step_of(geom) * 16)
+            rows = h if k < k_end else int32(0)  # rows to read: none past the end of K
             for e in range(LOADS):
                 value = float32(0.0)
-                if inside and int32(e * 16) < h:
-                    value = src[uint32(offset + int32(e) * row_step)]
+                if int32(e * 16) < rows:
+                    value = src[uint32(offset) + uint32(e) * row_step]
                 staged[e] = value
         elif by_columns:
             k = int32(k0 + (tid >> 7))
             k_step = step_of(geom)
             offset = int32(base + k * k_step)
+            k_left = int32(k_end - k) if h == 0 else int32(0)  # k to read: none in a column past the end
             for e in range(LOADS):
                 value = float32(0.0)
-                if h == 0 and k + int32(2 * e) < k_end:
-                    value = src[uint32(offset + int32(2 * e) * k_step)]
+                if int32(2 * e) < k_left:
+                    value = src[uint32(offset) + uint32(2 * e) * uint32(k_step)]
                 staged[e] = value
         else:
             k = int32(k0 + (tid >> 7))
             height, width = limits(geom)
             for e in range(LOADS):
-                offset, dh, dw, unused = load4(table, uint32((k + int32(2 * e)) * 4))
+                row = uint32((k + int32(2 * e)) * 4)
+                if vector_table:
+                    offset, dh, dw, unused = load4(table, row)
+                else:
+                    offset, dh, dw = table[row], table[row + uint32(1)], table[row + uint32(2)]
                 value = float32(0.0)
-                if uint32(h + dh) < uint32(height) and uint32(w + dw) < uint32(width):
+                if (uint32(h + dh) < uint32(height)) & (uint32(w + dw) < uint32(width)):  # no branch
                     value = src[uint32(base + offset)]
                 staged[e] = value
 
@@ -161,13 +171,13 @@ def _make_copier(operand):
     def stash(tile, buffer, staged, tid):
         """The fetched elements, from registers into shared buffer `buffer` (0 or TILE_SIZE)."""
         if k_fastest:
-            first = int32(buffer + (tid & 15) * TILE_ROW + (tid >> 4))
+            first = uint32(buffer + (tid & 15) * TILE_ROW + (tid >> 4))
             for e in range(LOADS):
-                tile[uint32(first + int32(16 * e))] = staged[e]
+                tile[first + uint32(16 * e)] = staged[e]  # a 64-bit sum: ptxas folds the constant into STS
         else:
-            first = int32(buffer + (tid >> 7) * TILE_ROW + (tid & 127))
+            first = uint32(buffer + (tid >> 7) * TILE_ROW + (tid & 127))
             for e in range(LOADS):
-                tile[uint32(first + int32(2 * e * TILE_ROW))] = staged[e]
+                tile[first + uint32(2 * e * TILE_ROW)] = staged[e]
 
     return start, fetch, stash
 
@@ -184,12 +194,48 @@ def _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at, b_at):
             acc[i, j] += a_frag[i] * b_frag[j]
 
 
-def make_tiled_matmul(a_operand, b_operand, c_row, c_col, store):
-    """Build (tiled_kernel, reduce_kernel) for two Operands and C's addressing and store."""
+@cuda.jit(device=True, inline=True)
+def _multiply_four(acc, a_frag, b_frag, a_tile, b_tile, a_at, b_at):
+    _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at, b_at)
+    _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(TILE_ROW), b_at + uint32(TILE_ROW))
+    _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(2 * TILE_ROW), b_at + uint32(2 * TILE_ROW))
+    _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(3 * TILE_ROW), b_at + uint32(3 * TILE_ROW))
+
+
+def make_tiled_matmul(a_operand, b_operand, c_row, c_col, store, blocks_per_sm=2):
+    """Build (tiled_kernel, reduce_kernel) for two Operands and C's addressing and store.
+
+    blocks_per_sm = 2 caps ptxas at 128 registers; 1 lets it use more (one block, 8 warps per SM)
+    where 128 would spill.
+    """
+    bounds = {"launch_bounds": (THREADS, blocks_per_sm)} if _LAUNCH_BOUNDS else {}
     start_a, fetch_a, stash_a = _make_copier(a_operand)
     start_b, fetch_b, stash_b = _make_copier(b_operand)
 
-    @cuda.jit(fastmath=True, **_LAUNCH_BOUNDS)
+    @cuda.jit(device=True, inline=True)
+    def put(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n, col, value):
+        """C[g, m, n] (or split z's partial sum of it), when m is inside."""
+        if m < M:
+            if splits == 1:
+                store(c, bias, geom, g, m, n, int32(c_row(geom, g, m) + col), value, alpha, beta)
+            else:
+                partial[uint32((z * M + m) * N + n)] = value
+
+    @cuda.jit(device=True, inline=True)
+    def put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n, v0, v1, v2, v3, v4, v5, v6, v7):
+        """This thread's eight values of column n: rows m + {0, 1, 2, 3, 64, 65, 66, 67}."""
+        if n < N:
+            col = int32(c_col(geom, g, n))
+            put(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n, col, v0)
+            put(c, bias, partial, geom, g, z, int32(m + 1), M, N, splits, alpha, beta, n, col, v1)
+            put(c, bias, partial, geom, g, z, int32(m + 2), M, N, splits, alpha, beta, n, col, v2)
+            put(c, bias, partial, geom, g, z, int32(m + 3), M, N, splits, alpha, beta, n, col, v3)
+            put(c, bias, partial, geom, g, z, int32(m + 64), M, N, splits, alpha, beta, n, col, v4)
+            put(c, bias, partial, geom, g, z, int32(m + 65), M, N, splits, alpha, beta, n, col, v5)
+            put(c, bias, partial, geom, g, z, int32(m + 66), M, N, splits, alpha, beta, n, col, v6)
+            put(c, bias, partial, geom, g, z, int32(m + 67), M, N, splits, alpha, beta, n, col, v7)
+
+    @cuda.jit(fastmath=True, **bounds)
     def tiled_kernel(c, a, b, a_table, b_table, bias, geom, M, N, K, k_per_split, splits, alpha, beta, partial):
         a_tile = cuda.shared.array(BUFFERS_SIZE, float32, alignment=SHARED_ALIGNMENT)
         b_tile = cuda.shared.array(BUFFERS_SIZE, float32, alignment=SHARED_ALIGNMENT)
@@ -225,40 +271,36 @@ def make_tiled_matmul(a_operand, b_operand, c_row, c_col, store):
         k0 = k_begin
         while k0 < k_end:
             k_next = int32(k0 + TILE_K)
-            more = k_next < k_end
             # Issue the next tile's global loads now: they complete while this tile is multiplied.
-            if more:
-                fetch_a(a_staged, a, a_table, geom, tid, a_base, a_h, a_w, k_next, k_end)
-                fetch_b(b_staged, b, b_table, geom, tid, b_base, b_h, b_w, k_next, k_end)
+            # After the last tile this reads nothing (every element is past k_end) and stashes
+            # zeros into the idle buffer: cheaper than a branch around it.
+            fetch_a(a_staged, a, a_table, geom, tid, a_base, a_h, a_w, k_next, k_end)
+            fetch_b(b_staged, b, b_table, geom, tid, b_base, b_h, b_w, k_next, k_end)
             a_at = uint32(buffer + ty * 4)
             b_at = uint32(buffer + tx * 4)
-            a_end = uint32(a_at + TILE_SIZE)
-            while a_at < a_end:  # TILE_K steps, four per iteration (Numba cannot ask LLVM to unroll)
-                _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at, b_at)
-                _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(TILE_ROW), b_at + uint32(TILE_ROW))
-                _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(2 * TILE_ROW), b_at + uint32(2 * TILE_ROW))
-                _multiply_step(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(3 * TILE_ROW), b_at + uint32(3 * TILE_ROW))
-                a_at = uint32(a_at + 4 * TILE_ROW)
-                b_at = uint32(b_at + 4 * TILE_ROW)
+            # The TILE_K steps written out (Numba cannot ask LLVM to unroll): no loop counter.
+            _multiply_four(acc, a_frag, b_frag, a_tile, b_tile, a_at, b_at)
+            _multiply_four(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(4 * TILE_ROW), b_at + uint32(4 * TILE_ROW))
+            _multiply_four(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(8 * TILE_ROW), b_at + uint32(8 * TILE_ROW))
+            _multiply_four(acc, a_frag, b_frag, a_tile, b_tile, a_at + uint32(12 * TILE_ROW), b_at + uint32(12 * TILE_ROW))
             buffer = int32(TILE_SIZE - buffer)
-            if more:
-                stash_a(a_tile, buffer, a_staged, tid)
-                stash_b(b_tile, buffer, b_staged, tid)
+            stash_a(a_tile, buffer, a_staged, tid)
+            stash_b(b_tile, buffer, b_staged, tid)
             # The one barrier per tile (double buffering: see the module docstring).
             cuda.syncthreads()
             k0 = k_next
 
-        for j in range(THREAD_N):
-            n = int32(n0 + tx * 4 + ((j & 3) + (j >> 2) * 64))
-            if n < N:
-                col = int32(c_col(geom, g, n))
-                for i in range(THREAD_M):
-                    m = int32(m0 + ty * 4 + ((i & 3) + (i >> 2) * 64))
-                    if m < M:
-                        if splits == 1:
-                            store(c, bias, geom, g, m, n, int32(c_row(geom, g, m) + col), acc[i, j], alpha, beta)
-                        else:
-                            partial[uint32((z * M + m) * N + n)] = acc[i, j]
+        # Every acc index a constant (a loop here would put acc in local memory): column by column.
+        m = int32(m0 + ty * 4)
+        n = int32(n0 + tx * 4)
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n, acc[0, 0], acc[1, 0], acc[2, 0], acc[3, 0], acc[4, 0], acc[5, 0], acc[6, 0], acc[7, 0])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 1, acc[0, 1], acc[1, 1], acc[2, 1], acc[3, 1], acc[4, 1], acc[5, 1], acc[6, 1], acc[7, 1])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 2, acc[0, 2], acc[1, 2], acc[2, 2], acc[3, 2], acc[4, 2], acc[5, 2], acc[6, 2], acc[7, 2])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 3, acc[0, 3], acc[1, 3], acc[2, 3], acc[3, 3], acc[4, 3], acc[5, 3], acc[6, 3], acc[7, 3])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 64, acc[0, 4], acc[1, 4], acc[2, 4], acc[3, 4], acc[4, 4], acc[5, 4], acc[6, 4], acc[7, 4])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 65, acc[0, 5], acc[1, 5], acc[2, 5], acc[3, 5], acc[4, 5], acc[5, 5], acc[6, 5], acc[7, 5])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 66, acc[0, 6], acc[1, 6], acc[2, 6], acc[3, 6], acc[4, 6], acc[5, 6], acc[6, 6], acc[7, 6])
+        put_column(c, bias, partial, geom, g, z, m, M, N, splits, alpha, beta, n + 67, acc[0, 7], acc[1, 7], acc[2, 7], acc[3, 7], acc[4, 7], acc[5, 7], acc[6, 7], acc[7, 7])
 
     @cuda.jit(fastmath=True)
     def reduce_kernel(c, bias, geom, M, N, splits, alpha, beta, partial):
@@ -325,8 +367,8 @@ def bias_or_zeros(b, count):
 
 
 def padded_k(K):
-    """Table length: K rounded up to whole K tiles."""
-    return math.ceil(K / TILE_K) * TILE_K
+    """Table length: K rounded up to whole K tiles, and one more tile (read after the last one)."""
+    return (math.ceil(K / TILE_K) + 1) * TILE_K
 
 
 def choose_splits(M, N, K, groups):

@@ -192,11 +192,11 @@ _FORWARD = _tiled.make_tiled_matmul(
     _forward_row, _forward_col, _forward_store,
 )
 _DATA = _tiled.make_tiled_matmul(
-    Op("table_rows", _data_locate_w, _taps), Op("gather", _data_locate_dy, limits=_output_limits),
-    _data_row, _data_col, _plain_store,
+    Op("table_rows", _data_locate_w, _taps), Op("gather", _data_locate_dy, limits=_output_limits, vector_table=False),
+    _data_row, _data_col, _plain_store, blocks_per_sm=1,  # at 128 registers ptxas spills 8 bytes in the loop
 )
 _FILTER = _tiled.make_tiled_matmul(
-    Op("table_rows", _filter_locate_dy, _plane), Op("gather", _filter_locate_x, limits=_image_limits),
+    Op("table_rows", _filter_locate_dy, _plane), Op("gather", _filter_locate_x, limits=_image_limits, vector_table=False),
     _filter_row, _filter_col, _plain_store,
 )
 
