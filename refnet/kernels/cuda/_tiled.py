@@ -15,7 +15,8 @@ k, so the K loop only adds (implicit GEMM; no per-element decoding, no division)
 
 with `locate(geom, g, i) -> (base, h, w)` (int32) run once per thread before the K loop, and the
 tables (int32, built by the host once per geometry, padded with entries that read nothing up to a
-multiple of TILE_K) read once per element per K tile. C is written through
+multiple of TILE_K plus one tile, which the prefetch after the last tile reads) read once per
+element per K tile. C is written through
 `store(c, bias, geom, g, m, n, c_row(geom, g, m) + c_col(geom, g, n), value, alpha, beta)`.
 
 Blocking (the classic register-blocked SGEMM): a block of THREADS = 256 threads computes a
