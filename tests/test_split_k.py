@@ -22,10 +22,11 @@ class RecordedKernel:
 def launch_ranges(M, N, K, groups, splits=None):
     """The K ranges of the launch's blocks: [(start, stop)] for split s of every group, and the grid."""
     tiled, reduce = RecordedKernel(), RecordedKernel()
-    c = np.empty((M, N), np.float32)
-    _tiled.launch((tiled, reduce), c, None, None, None, (0,), M, N, K, groups, splits=splits)
+    c, unread, no_table = np.empty((M, N), np.float32), np.empty(1, np.float32), np.empty(4, np.int32)
+    _tiled.launch((tiled, reduce), c, unread, unread, unread, (0,), M, N, K, groups, splits=splits,
+                  a_table=no_table, b_table=no_table)  # fmt: skip
     (grid, _), args = tiled.calls[0]
-    k_per_split, launched = int(args[8]), int(args[9])
+    k_per_split, launched = int(args[10]), int(args[11])
     assert grid[2] == groups * launched and bool(reduce.calls) == (launched > 1)
     return [(s * k_per_split, min(K, (s + 1) * k_per_split)) for s in range(launched)], k_per_split
 

@@ -16,6 +16,8 @@ CASES = {
     "stride2-pad1": ((2, 3, 7, 6), (5, 3, 3, 3), 2, 1, 1),
     "groups2": ((1, 4, 5, 5), (6, 2, 3, 3), 1, 1, 2),
     "conv1-like-stride4": ((1, 3, 11, 10), (4, 3, 5, 5), 4, 0, 1),
+    # 11x11 taps, stride 4, pad 2, two groups: the backward-data phase test (see conv2d) at stride 4
+    "11x11-stride4-pad2-groups2": ((1, 4, 15, 14), (4, 2, 11, 11), 4, 2, 2),
 }
 
 

@@ -43,10 +43,10 @@ def test_gemm_alpha_beta(gpu, rng):
 
 def test_split_k_and_several_tiles(gpu, rng):
     """Two tiles down M and K cut into three ranges, whose partial sums a second kernel adds."""
-    m, n, k = _tiled.TILE_M + 3, 5, 5 * _tiled.TILE_K + 3  # K ranges of 16, 16 and 11
+    m, n, k = _tiled.TILE_M + 3, 5, 5 * _tiled.TILE_K + 3  # K ranges of 32, 32 and 19
     a, b = _operands(rng, True, False, m, n, k)
     c = gpu.poisoned((m, n))
-    _tiled.launch(cuda_gemm._kernels(True, False), c, gpu.put(a), gpu.put(b), c, (), m, n, k, 1, 1.0, 0.0, splits=3)
+    cuda_gemm.gemm(c, gpu.put(a), gpu.put(b), True, False, 1.0, 0.0, splits=3)
     np.testing.assert_allclose(gpu.get(c, "c"), ops.gemm(a, b, True, False), **TOL)
 
 

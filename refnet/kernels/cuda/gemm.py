@@ -6,46 +6,75 @@
 All float32, C-contiguous device arrays.
 
 `gemm` runs the register-blocked shared-memory kernel of `_tiled` (one compiled variant per
-transpose case, so the copy into shared memory is coalesced along whichever index is contiguous).
-`gemm_reference` is the simple kernel it is tested against: one thread per element of c, a plain
-loop over K.
+transpose case: a row-major operand is copied along k ("rows"), a transposed one along i ("cols"),
+so the copy into shared memory is coalesced either way). `gemm_reference` is the simple kernel it
+is tested against: one thread per element of c, a plain loop over K.
 """
 
 import math
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, int32
 
 from . import _tiled
 
+# geom = (M, N, K) as int32
+
 
 @cuda.jit(device=True, inline=True)
-def _store_alpha_beta(c, bias, geom, g, m, n, value, alpha, beta):
+def _a_row(geom, g, m):
+    return int32(m * geom[2]), int32(0), int32(0)  # a (M, K): row m starts at m*K
+
+
+@cuda.jit(device=True, inline=True)
+def _b_row(geom, g, n):
+    return int32(n * geom[2]), int32(0), int32(0)  # b (N, K): row n starts at n*K
+
+
+@cuda.jit(device=True, inline=True)
+def _column(geom, g, i):
+    return i, int32(0), int32(0)  # a (K, M) or b (K, N): element (i, k) at i + k*width
+
+
+@cuda.jit(device=True, inline=True)
+def _k_step(geom):
+    return geom[2]
+
+
+@cuda.jit(device=True, inline=True)
+def _a_width(geom):
+    return geom[0]
+
+
+@cuda.jit(device=True, inline=True)
+def _b_width(geom):
+    return geom[1]
+
+
+@cuda.jit(device=True, inline=True)
+def c_row(geom, g, m):
+    return int32(m * geom[1])
+
+
+@cuda.jit(device=True, inline=True)
+def c_col(geom, g, n):
+    return n
+
+
+@cuda.jit(device=True, inline=True)
+def _store_alpha_beta(c, bias, geom, g, m, n, at, value, alpha, beta):
     if beta == float32(0.0):
-        c[m, n] = alpha * value
+        c[at] = alpha * value
     else:
-        c[m, n] = alpha * value + beta * c[m, n]
+        c[at] = alpha * value + beta * c[at]
 
 
 def make_gemm_kernels(trans_a, trans_b, store=_store_alpha_beta):
     """The tiled kernels for one transpose case, writing each element of c through `store`
     (alpha/beta by default; linear's adds a bias)."""
-
-    @cuda.jit(device=True, inline=True)
-    def load_a(a, geom, g, m, unused1, unused2, k):
-        if trans_a:
-            return a[k, m]
-        return a[m, k]
-
-    @cuda.jit(device=True, inline=True)
-    def load_b(b, geom, g, n, unused1, unused2, k):
-        if trans_b:
-            return b[n, k]
-        return b[k, n]
-
-    return _tiled.make_tiled_matmul(
-        _tiled.locate_row, load_a, _tiled.locate_row, load_b, store, a_k_fastest=not trans_a, b_k_fastest=trans_b
-    )
+    a = _tiled.Operand("cols", _column, _a_width) if trans_a else _tiled.Operand("rows", _a_row, _k_step)
+    b = _tiled.Operand("rows", _b_row, _k_step) if trans_b else _tiled.Operand("cols", _column, _b_width)
+    return _tiled.make_tiled_matmul(a, b, c_row, c_col, store)
 
 
 _KERNELS = {}
@@ -64,9 +93,9 @@ def _sizes(c, a, trans_a):
     return M, N, K
 
 
-def gemm(c, a, b, trans_a, trans_b, alpha, beta):
+def gemm(c, a, b, trans_a, trans_b, alpha, beta, splits=None):
     M, N, K = _sizes(c, a, trans_a)
-    _tiled.launch(_kernels(trans_a, trans_b), c, a, b, c, (), M, N, K, 1, alpha, beta)
+    _tiled.launch(_kernels(trans_a, trans_b), c, a, b, c, (M, N, K), M, N, K, 1, alpha, beta, splits=splits)
 
 
 @cuda.jit

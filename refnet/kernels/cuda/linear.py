@@ -20,8 +20,8 @@ from .gemm import gemm, make_gemm_kernels
 
 
 @cuda.jit(device=True, inline=True)
-def _store_plus_bias(y, bias, geom, g, m, n, value, alpha, beta):
-    y[m, n] = value + bias[n]
+def _store_plus_bias(y, bias, geom, g, m, n, at, value, alpha, beta):
+    y[at] = value + bias[n]
 
 
 _FORWARD = make_gemm_kernels(trans_a=False, trans_b=True, store=_store_plus_bias)
@@ -31,7 +31,7 @@ def linear_forward(y, x, w, b):
     """y (N, F_out) = x (N, F_in) @ w.T + b."""
     N, F_in = x.shape
     F_out = w.shape[0]
-    _tiled.launch(_FORWARD, y, x, w, _tiled.bias_or_zeros(b, F_out), (), N, F_out, F_in, 1)
+    _tiled.launch(_FORWARD, y, x, w, _tiled.bias_or_zeros(b, F_out), (N, F_out, F_in), N, F_out, F_in, 1)
 
 
 def linear_backward(dx, dw, db, x, w, dy):
