@@ -139,9 +139,12 @@ def ptx_of(launch, toolchain, cc=(9, 0)):
     from numba import cuda, typeof
 
     signature = tuple(typeof(a) for a in launch.args.values())
-    fastmath = launch.dispatcher.targetoptions.get("fastmath", False)
+    options = launch.dispatcher.targetoptions
+    # the kernel's own launch bounds set ptxas's register cap: without them the counts are of
+    # another kernel than the one that runs
     with _numba_sees(toolchain, cc):
-        ptx, _ = cuda.compile_ptx(launch.dispatcher.py_func, signature, cc=cc, fastmath=fastmath)
+        ptx, _ = cuda.compile_ptx(launch.dispatcher.py_func, signature, cc=cc, fastmath=options.get("fastmath", False),
+                                  launch_bounds=options.get("launch_bounds"))  # fmt: skip
     return ptx
 
 
