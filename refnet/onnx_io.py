@@ -72,9 +72,18 @@ def dropout_fold_factor(p):
 # ---------------------------------------------------------------------------------------- reading
 
 
+def _onnx():
+    """The onnx package, or OnnxError saying how to install it (it is an optional extra)."""
+    try:
+        import onnx
+    except ImportError:
+        raise OnnxError("the onnx package is not installed: pip install -e '.[onnx]' (or pip install onnx)") from None
+    return onnx
+
+
 def load_model(path):
     """The parsed ONNX ModelProto, or OnnxError saying why the file is not one."""
-    import onnx
+    onnx = _onnx()
     from google.protobuf.message import DecodeError
 
     try:
@@ -376,7 +385,7 @@ def _exact_constants(network, metadata):
 
 def alexnet_to_onnx(network, params, *, opset, preprocessing=None, classes=None):
     """An onnx ModelProto computing the logits of the network (record) with `params` (host float32)."""
-    import onnx
+    onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     layers = network_layers(network)
@@ -433,7 +442,7 @@ def alexnet_to_onnx(network, params, *, opset, preprocessing=None, classes=None)
 
 def opset_range():
     """(lowest, highest) opset `refnet export` writes."""
-    import onnx
+    onnx = _onnx()
 
     return MIN_OPSET, onnx.defs.onnx_opset_version()
 

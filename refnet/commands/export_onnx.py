@@ -23,9 +23,9 @@ def run(args) -> int:
     from ..checkpoint import CheckpointError, load_checkpoint
     from ..onnx_io import OnnxError, alexnet_to_onnx, opset_range
 
-    low, high = opset_range()
     tmp = f"{args.onnx}.tmp-{os.getpid()}"
     try:
+        low, high = opset_range()
         if not low <= args.opset <= high:
             raise ValueError(f"--opset: expected {low} to {high}, got {args.opset}")
         ckpt = load_checkpoint(args.checkpoint)
