@@ -40,6 +40,7 @@ callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_wino
 import numpy as np
 from numba import njit, prange
 
+from .conv2d_gather import gather_backward_filter, gather_forward
 from .conv2d_small import small_backward_data, small_backward_filter, small_forward
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
@@ -237,9 +238,11 @@ def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
-    """One task per part (a run of chunks): dw_parts[part] = that part's share of dw, and dx of its
-    images. Each part walks its chunks in order, so the sums do not depend on the threads."""
+def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx,
+              need_dw):
+    """One task per part (a run of chunks): dw_parts[part] = that part's share of dw (when need_dw),
+    and dx of its images (when need_dx). Each part walks its chunks in order, so the sums do not
+    depend on the threads."""
     N, C = x.shape[0], x.shape[1]
     K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
     Cg, Kg, PQ = C // groups, K // groups, P * Q
@@ -257,16 +260,17 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
             pitch = padded_pitch(m * PQ)
             beta = np.float32(0.0) if t == first else np.float32(1.0)
             for g in range(groups):
-                _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
                 _dy_rows(dy_rows, pitch, dy, n0, m, g * Kg, Kg)
-                if m * PQ < PACKED_DW_MAX_COLUMNS:
-                    # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
-                    # read through transposed strides (its packing does the transpose).
-                    gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, UNIT_STRIDE, cols, UNIT_STRIDE, pitch,
-                                Kg, D, m * PQ, np.float32(1.0), beta)
-                else:
-                    gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
-                                   Kg, D, pitch, np.float32(1.0), beta)
+                if need_dw:
+                    _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
+                    if m * PQ < PACKED_DW_MAX_COLUMNS:
+                        # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
+                        # read through transposed strides (its packing does the transpose).
+                        gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, UNIT_STRIDE, cols, UNIT_STRIDE, pitch,
+                                    Kg, D, m * PQ, np.float32(1.0), beta)
+                    else:
+                        gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
+                                       Kg, D, pitch, np.float32(1.0), beta)
                 if need_dx:
                     # cols has been used: its memory now takes the gradient of the columns,
                     # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.
@@ -373,8 +377,30 @@ def conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups):
     need_dx = dx is not None
     dw_parts = np.empty((parts, K * D), dtype=np.float32)
     _backward(dx if need_dx else x, dw_parts, x, w.reshape(-1), dy, R, S, stride, pad, groups, nc, chunks,
-              chunks_per_part, need_dx)
+              chunks_per_part, need_dx, True)
     sum_parts(dw.reshape(-1), dw_parts)
+    _bias_gradient(db, dy)
+
+
+def _backward_data_im2col(dx, x, w, dy, stride, pad, groups):
+    """dx alone, on im2col's GEMM and col2im (the gather path's data gradient)."""
+    K, Cg, R, S = w.shape
+    nc, chunks = _chunking(x.shape[0], dy.shape[2] * dy.shape[3])
+    chunks_per_part, parts = split_into_parts(chunks)
+    _backward(dx, np.empty((parts, 1), dtype=np.float32), x, w.reshape(-1), dy, R, S, stride, pad, groups, nc,
+              chunks, chunks_per_part, True, False)
+
+
+def conv2d_forward_gather(y, x, w, b, stride, pad, groups):
+    """conv2d_forward for any geometry, x read in place by the taps (conv2d_gather.py)."""
+    gather_forward(y, x, w, b, stride, pad, groups)
+
+
+def conv2d_backward_gather(dx, dw, db, x, w, dy, stride, pad, groups):
+    """conv2d_backward: dw by the taps (conv2d_gather.py), dx (when wanted) on im2col."""
+    if dx is not None:
+        _backward_data_im2col(dx, x, w, dy, stride, pad, groups)
+    gather_backward_filter(dw, x, dy, stride, pad, groups)
     _bias_gradient(db, dy)
 
 
