@@ -240,15 +240,8 @@ def test_gather_kernels_do_not_depend_on_the_threads(rng):
     N, C, H, W, K, R, S, stride, pad, groups = GATHER_GEOMETRIES[3]
     x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
     dy = rng.standard_normal(out_shape(N, H, W, K, R, S, stride, pad)).astype(np.float32)
-
-    def run():
-        y = np.empty(dy.shape, np.float32)
-        grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(K, np.float32)]
-        kernels.conv2d_forward_gather(y, x, w, b, stride, pad, groups)
-        kernels.conv2d_backward_gather(*grads, x, w, dy, stride, pad, groups)
-        return [y] + grads
-
-    _same_alone_and_threaded(run)
+    _same_alone_and_threaded(_run_layer(kernels.conv2d_forward_gather, kernels.conv2d_backward_gather,
+                                        x, w, b, dy, pad, groups, stride))
 
 
 @pytest.mark.parametrize("N, K, R, stride, P, expected", [
@@ -292,12 +285,12 @@ def _same_alone_and_threaded(run):
         np.testing.assert_array_equal(second, third)
 
 
-def _run_layer(forward, backward, x, w, b, dy, pad, groups):
+def _run_layer(forward, backward, x, w, b, dy, pad, groups, stride=1):
     def run():
         y = np.empty(dy.shape, np.float32)
         grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(w.shape[0], np.float32)]
-        forward(y, x, w, b, 1, pad, groups)
-        backward(*grads, x, w, dy, 1, pad, groups)
+        forward(y, x, w, b, stride, pad, groups)
+        backward(*grads, x, w, dy, stride, pad, groups)
         return [y] + grads
     return run
 

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .partial_sums import split_into_parts, sum_parts
-from .simd import LANES, vadd, vbroadcast, vfma, vload, vstore, vzero
+from .simd import LANES, vadd, vbroadcast, vfma, vload, vstore, vtranspose16, vzero
 
 # Rows of the register tile: 6 x 16 lanes is 12 of AVX2's 16 vector registers (AVX-512 runs the
 # same tile, in 6 of its 32).
@@ -68,14 +68,14 @@ def _put(out, at, v, add):
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
-def _store_tile(out, at, t, add):
-    """The tile's 6 rows at out[at + i*16 : at + (i + 1)*16], written, or added to what is there."""
-    _put(out, at, t[0], add)
-    _put(out, at + LANES, t[1], add)
-    _put(out, at + 2 * LANES, t[2], add)
-    _put(out, at + 3 * LANES, t[3], add)
-    _put(out, at + 4 * LANES, t[4], add)
-    _put(out, at + 5 * LANES, t[5], add)
+def _store_tile(out, at, t, add, v):
+    """The tile's 6 rows plus v at out[at + i*16 : at + (i + 1)*16], written, or added to what is there."""
+    _put(out, at, vadd(t[0], v), add)
+    _put(out, at + LANES, vadd(t[1], v), add)
+    _put(out, at + 2 * LANES, vadd(t[2], v), add)
+    _put(out, at + 3 * LANES, vadd(t[3], v), add)
+    _put(out, at + 4 * LANES, vadd(t[4], v), add)
+    _put(out, at + 5 * LANES, vadd(t[5], v), add)
 
 
 @njit(cache=True, nogil=True)
@@ -138,10 +138,12 @@ def _weight_panels(panels, w, groups):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _forward(y, x, panels, b, taps, T, C, Hp, Wp, stride, groups, band_rows):
+def _forward(y, x, panels, biases, taps, T, C, Hp, Wp, stride, groups, band_rows):
     """One task per (image, band of output rows): every channel block of every group, each tile of
-    6 pixels summed over all T taps, then written into y with the bias."""
+    6 pixels summed over all T taps plus the bias, then written into y, 16 x 16 blocks transposed
+    in registers."""
     N, K, P, Q = y.shape
+    y_flat = y.reshape(-1)
     Kg, Cg = K // groups, C // groups
     blocks = (Kg + LANES - 1) // LANES
     bands = (P + band_rows - 1) // band_rows
@@ -157,33 +159,37 @@ def _forward(y, x, panels, b, taps, T, C, Hp, Wp, stride, groups, band_rows):
             image = (n * C + g * Cg) * Hp * Wp
             for kb in range(blocks):
                 at = (g * blocks + kb) * T * LANES
+                bias = vload(biases, (g * blocks + kb) * LANES)
                 for i0 in range(0, L, TILE_ROWS):
                     t = _gather_tile(x, pixels, i0, image, taps, T, panels, at)
-                    _store_tile(sums, i0 * LANES, t, False)
-                for j in range(min(LANES, Kg - kb * LANES)):
-                    k = g * Kg + kb * LANES + j
-                    out = y[n, k].reshape(-1)[p0 * Q : p0 * Q + L]
-                    bias = b[k]
-                    for l in range(L):
-                        out[l] = sums[l * LANES + j] + bias
+                    _store_tile(sums, i0 * LANES, t, False, bias)
+                k0 = g * Kg + kb * LANES
+                channels = min(LANES, Kg - kb * LANES)
+                whole = L // LANES * LANES if channels == LANES else 0
+                for l0 in range(0, whole, LANES):
+                    vtranspose16(sums, l0 * LANES, LANES, y_flat, (n * K + k0) * P * Q + p0 * Q + l0, P * Q)
+                for j in range(channels):
+                    out = y[n, k0 + j].reshape(-1)[p0 * Q : p0 * Q + L]
+                    for l in range(whole, L):
+                        out[l] = sums[l * LANES + j]
 
 
 @njit(cache=True, nogil=True)
 def _dy_panels(panels, dy, n, k0, Kg, l0, L):
-    """panels[(kb*L + l)*16 + j] = dy[n, k0 + kb*16 + j, l0 + l] for the band's L pixels (0 past Kg)."""
+    """panels[(kb*L + l)*16 + j] = dy[n, k0 + kb*16 + j, l0 + l] for the band's L pixels (0 past
+    Kg): 16 x 16 blocks transposed in registers, the rest value by value."""
     blocks = (Kg + LANES - 1) // LANES
     plane = dy.shape[2] * dy.shape[3]
     flat = dy.reshape(-1)
     for kb in range(blocks):
+        row = (n * dy.shape[1] + k0 + kb * LANES) * plane + l0
+        whole = L // LANES * LANES if Kg - kb * LANES >= LANES else 0
+        for l in range(0, whole, LANES):
+            vtranspose16(flat, row + l, plane, panels, (kb * L + l) * LANES, LANES)
         for j in range(LANES):
-            k = kb * LANES + j
-            if k < Kg:
-                src = flat[(n * dy.shape[1] + k0 + k) * plane + l0 : (n * dy.shape[1] + k0 + k) * plane + l0 + L]
-                for l in range(L):
-                    panels[(kb * L + l) * LANES + j] = src[l]
-            else:
-                for l in range(L):
-                    panels[(kb * L + l) * LANES + j] = np.float32(0.0)
+            inside = kb * LANES + j < Kg
+            for l in range(whole, L):
+                panels[(kb * L + l) * LANES + j] = flat[row + j * plane + l] if inside else np.float32(0.0)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -211,7 +217,7 @@ def _filter_gradient(sums, x, dy, taps, T, C, Hp, Wp, stride, groups, band_rows,
                 for kb in range(blocks):
                     for i0 in range(0, T_tiles, TILE_ROWS):
                         t = _gather_tile(x, taps, i0, image, pixels, L, panels, kb * L * LANES)
-                        _store_tile(held, ((g * blocks + kb) * T_tiles + i0) * LANES, t, chunk != first)
+                        _store_tile(held, ((g * blocks + kb) * T_tiles + i0) * LANES, t, chunk != first, vzero())
 
 
 @njit(cache=True, nogil=True)
@@ -238,7 +244,9 @@ def gather_forward(y, x, w, b, stride, pad, groups):
     flat, Hp, Wp = padded_input(x, pad)
     panels = np.empty(groups * channel_blocks(K // groups) * T * LANES, np.float32)
     _weight_panels(panels, w.reshape(K, T), groups)
-    _forward(y, flat, panels, b, tap_offsets(Cg, R, S, Hp, Wp), T, C, Hp, Wp, stride, groups, band_rows_for(y.shape[3]))
+    biases = np.empty(groups * channel_blocks(K // groups) * LANES, np.float32)
+    _weight_panels(biases, b.reshape(K, 1), groups)
+    _forward(y, flat, panels, biases, tap_offsets(Cg, R, S, Hp, Wp), T, C, Hp, Wp, stride, groups, band_rows_for(y.shape[3]))
 
 
 def gather_backward_filter(dw, x, dy, stride, pad, groups):
