@@ -244,15 +244,16 @@ def test_gather_kernels_do_not_depend_on_the_threads(rng):
                                         x, w, b, dy, pad, groups, stride))
 
 
-@pytest.mark.parametrize("N, K, R, stride, P, expected", [
-    (32, 384, 3, 1, 3, "small"),      # conv3-5 at 67
-    (32, 256, 5, 1, 7, "winograd"),   # conv2 at 67
-    (32, 384, 3, 1, 13, "winograd"),  # conv3-5 at 227
-    (32, 96, 11, 4, 15, "im2col"),    # conv1 at 67
-    (32, 64, 3, 2, 3, "im2col"),      # stride 2
+@pytest.mark.parametrize("N, K, Cg, R, stride, P, expected", [
+    (32, 384, 256, 3, 1, 3, "small"),     # conv3-5 at 67
+    (32, 256, 48, 5, 1, 7, "winograd"),   # conv2 at 67 (paper variant)
+    (32, 384, 256, 3, 1, 13, "winograd"), # conv3-5 at 227
+    (32, 96, 3, 11, 4, 15, "gather"),     # conv1 at 67
+    (32, 96, 3, 11, 4, 55, "gather"),     # conv1 at 227
+    (32, 64, 256, 3, 2, 3, "im2col"),     # stride 2, many taps
 ])
-def test_each_layer_takes_the_path_measured_fastest(N, K, R, stride, P, expected):
-    assert kernels.conv_path(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
+def test_each_layer_takes_the_path_measured_fastest(N, K, Cg, R, stride, P, expected):
+    assert kernels.conv_path(np.empty((K, Cg, R, R)), stride, (N, K, P, P)) == expected
 
 
 def test_small_output_kernels_do_not_depend_on_the_threads(rng):

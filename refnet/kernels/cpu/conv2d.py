@@ -30,10 +30,13 @@ belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order,
 are then added in order, so results are bit-identical run to run whatever the thread count.
 The 3x3 and 5x5 stride-1 convolutions with outputs of 7x7 and more (AlexNet's conv2-conv5 at 227),
 forward and both backward passes, go to conv2d_winograd.py instead (1.5-1.8x faster on those
-layers; see winograd_applies), and stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
-conv2d_small.py (see conv_path). `conv2d_forward_im2col` and `conv2d_backward_im2col` remain
-callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_winograd`,
-`conv2d_forward_small` and `conv2d_backward_small` for theirs. `conv2d_forward_direct` and
+layers; see winograd_applies), stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
+conv2d_small.py, and filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which
+reads x in place instead of through patches; its data gradient, when asked for, is `_backward`'s
+with the weight gradient left out (see conv_path). `conv2d_forward_im2col` and
+`conv2d_backward_im2col` remain callable for every geometry, as do `conv2d_forward_gather` and
+`conv2d_backward_gather`; `conv2d_forward_winograd` and `conv2d_backward_winograd`,
+`conv2d_forward_small` and `conv2d_backward_small` for their geometries. `conv2d_forward_direct` and
 `conv2d_backward_direct` are the plain loop nests the fast launchers are tested against.
 """
 
@@ -44,7 +47,9 @@ from .conv2d_gather import gather_backward_filter, gather_forward
 from .conv2d_small import small_backward_data, small_backward_filter, small_forward
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
+from .machine import CACHES
 from .partial_sums import PARTS, split_into_parts, sum_parts
+from .simd import LANES
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
 CHUNK_COLUMNS = 1024
@@ -301,28 +306,38 @@ def winograd_applies(w, stride, y_shape):
 # path 0.9x forward).
 SMALL_MAX_OUTPUT = 3
 
+# Filters of at most this many taps (Cg*R*S) read x in place (conv2d_gather.py): one block of 16
+# output channels' filter, taps x 64 bytes, then stays in L1d while the x of a band of outputs
+# passes (conv1: 363 taps, 23 KB; conv2-5 have 1,152-3,456). im2col instead copies each input
+# value about (R/stride)*(S/stride) times (7.6 for conv1) into patches (4.4 MB per 227-px image,
+# past L2) that the GEMM then reads back.
+GATHER_MAX_TAPS = CACHES["L1d"] // (LANES * 4)
+
 
 def conv_path(w, stride, y_shape):
-    """Which kernels take this layer: "winograd", "small" or "im2col"."""
+    """Which kernels take this layer: "winograd", "small", "gather" or "im2col"."""
     if winograd_applies(w, stride, y_shape):
         return "winograd"
     if stride == 1 and max(y_shape[2], y_shape[3]) <= SMALL_MAX_OUTPUT:
         return "small"
+    if w.shape[1] * w.shape[2] * w.shape[3] <= GATHER_MAX_TAPS:
+        return "gather"
     return "im2col"
 
 
 def conv2d_forward(y, x, w, b, stride, pad, groups):
     """y = conv(x, w) + b (see the module doc for the formula and layouts)."""
     path = conv_path(w, stride, y.shape)
-    forward = {"winograd": conv2d_forward_winograd, "small": conv2d_forward_small}.get(path, conv2d_forward_im2col)
+    forward = {"winograd": conv2d_forward_winograd, "small": conv2d_forward_small,
+               "gather": conv2d_forward_gather}.get(path, conv2d_forward_im2col)
     forward(y, x, w, b, stride, pad, groups)
 
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
     path = conv_path(w, stride, dy.shape)
-    backward = {"winograd": conv2d_backward_winograd, "small": conv2d_backward_small}.get(path,
-                                                                                          conv2d_backward_im2col)
+    backward = {"winograd": conv2d_backward_winograd, "small": conv2d_backward_small,
+                "gather": conv2d_backward_gather}.get(path, conv2d_backward_im2col)
     backward(dx, dw, db, x, w, dy, stride, pad, groups)
 
 
