@@ -11,6 +11,7 @@ its threads; under a shared machine's load the CPU time moves less than the wall
   none), with 1 and 2 Numba threads;
 - torch.nn.functional.conv2d and aten's convolution_backward (weight and bias only) with
   torch.set_num_threads(1 and 2).
+Each call starts 0.2 s after the previous one, as in `refnet bench`.
 """
 
 import argparse
@@ -118,6 +119,9 @@ def main(argv=None):
                 stages.append(_im2col_stages(y, x, w, b))
                 continue
             threads, run = variant
+            # As refnet bench: a pause, so that the previous call's threading runtime (OpenMP
+            # threads spin a while after a parallel region) is idle before this one starts.
+            time.sleep(0.2)
             if threads > 0:
                 numba.set_num_threads(threads)
             else:
