@@ -35,8 +35,10 @@ from .simd import LANES, vadd, vbroadcast, vfma, vload, vstore, vtranspose16, vz
 # Rows of the register tile: 6 x 16 lanes is 12 of AVX2's 16 vector registers (AVX-512 runs the
 # same tile, in 6 of its 32).
 TILE_ROWS = 6
-# Output pixels per band (a task's rows of y): a band's dy panel for one channel block,
-# BAND_PIXELS * 64 bytes, stays in L1d (32 KB) while the weight gradient's tap tiles pass over it.
+# Output pixels per band, the unit of work: a band's dy panel for one channel block (BAND_PIXELS *
+# 64 bytes, 32 KB) is read by every tap tile of the weight gradient. The forward measured 80-91
+# GFLOP/s a core on conv1 from bands of 2 output rows up, the most on the longest bands
+# (bench/results/cpu-amd-epyc-zen3.md), so the 67-px maps go one image to a band.
 BAND_PIXELS = 512
 
 
@@ -97,6 +99,7 @@ def tap_offsets(Cg, R, S, Hp, Wp):
 
 
 def channel_blocks(Kg):
+    """16-lane blocks of output channels per group (the last one zero-padded)."""
     return (Kg + LANES - 1) // LANES
 
 
@@ -233,12 +236,12 @@ def _filter_from_panels(dw, sums, T_tiles, groups):
 
 
 def band_rows_for(Q):
+    """Output rows per band: about BAND_PIXELS pixels, at least one row."""
     return max(1, BAND_PIXELS // Q)
 
 
 def gather_forward(y, x, w, b, stride, pad, groups):
     """conv2d_forward by tiles of output pixels x 16 channels, x read in place (see the module doc)."""
-    N, C = x.shape[0], x.shape[1]
     K, Cg, R, S = w.shape
     T = Cg * R * S
     flat, Hp, Wp = padded_input(x, pad)
@@ -246,7 +249,8 @@ def gather_forward(y, x, w, b, stride, pad, groups):
     _weight_panels(panels, w.reshape(K, T), groups)
     biases = np.empty(groups * channel_blocks(K // groups) * LANES, np.float32)
     _weight_panels(biases, b.reshape(K, 1), groups)
-    _forward(y, flat, panels, biases, tap_offsets(Cg, R, S, Hp, Wp), T, C, Hp, Wp, stride, groups, band_rows_for(y.shape[3]))
+    taps = tap_offsets(Cg, R, S, Hp, Wp)
+    _forward(y, flat, panels, biases, taps, T, x.shape[1], Hp, Wp, stride, groups, band_rows_for(y.shape[3]))
 
 
 def gather_backward_filter(dw, x, dy, stride, pad, groups):
