@@ -208,15 +208,52 @@ def test_small_output_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, strid
                          N, C, H, W, K, R, S, stride, pad, groups)
 
 
-@pytest.mark.parametrize("N, K, R, stride, P, expected", [
-    (32, 384, 3, 1, 3, "small"),      # conv3-5 at 67
-    (32, 256, 5, 1, 7, "winograd"),   # conv2 at 67
-    (32, 384, 3, 1, 13, "winograd"),  # conv3-5 at 227
-    (32, 96, 11, 4, 15, "im2col"),    # conv1 at 67
-    (32, 64, 3, 2, 3, "im2col"),      # stride 2
+# The gather path (x read in place by the filter taps): conv1's 11x11 stride 4 on 3 channels with
+# tap counts that leave a partial 6-row tile (363, 147, 50, 9), output channels that leave a
+# partial 16-lane block (10, 20, 3), padding, groups, stride 2, and one geometry of 625 output
+# pixels per image (two bands each: 6 chunks summed in 3 parts of 2).
+GATHER_GEOMETRIES = [
+    (2, 3, 27, 31, 10, 11, 11, 4, 0, 1),
+    (1, 3, 23, 19, 20, 7, 7, 4, 2, 1),
+    (2, 4, 17, 15, 6, 5, 5, 4, 1, 2),
+    (3, 1, 99, 97, 3, 3, 3, 4, 1, 1),
+    (2, 2, 11, 10, 7, 3, 3, 2, 1, 1),
+]
+
+
+@pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", GATHER_GEOMETRIES)
+def test_gather_kernels_match_float64_loops(rng, N, C, H, W, K, R, S, stride, pad, groups):
+    _against_float64_loops(rng, kernels.conv2d_forward_gather, kernels.conv2d_backward_gather,
+                           N, C, H, W, K, R, S, stride, pad, groups)
+
+
+def test_gather_geometries_cross_bands_and_parts():
+    from refnet.kernels.cpu import conv2d_gather
+
+    N, C, H, W, K, R, S, stride, pad, groups = GATHER_GEOMETRIES[3]
+    P = Q = (H + 2 * pad - R) // stride + 1
+    assert P * Q > conv2d_gather.BAND_PIXELS and N * ((P + conv2d_gather.band_rows_for(Q) - 1)
+                                                      // conv2d_gather.band_rows_for(Q)) == 6
+
+
+def test_gather_kernels_do_not_depend_on_the_threads(rng):
+    N, C, H, W, K, R, S, stride, pad, groups = GATHER_GEOMETRIES[3]
+    x, w, b = layer(rng, N, C, H, W, K, R, S, groups)
+    dy = rng.standard_normal(out_shape(N, H, W, K, R, S, stride, pad)).astype(np.float32)
+    _same_alone_and_threaded(_run_layer(kernels.conv2d_forward_gather, kernels.conv2d_backward_gather,
+                                        x, w, b, dy, pad, groups, stride))
+
+
+@pytest.mark.parametrize("N, K, Cg, R, stride, P, expected", [
+    (32, 384, 256, 3, 1, 3, "small"),     # conv3-5 at 67
+    (32, 256, 48, 5, 1, 7, "winograd"),   # conv2 at 67 (paper variant)
+    (32, 384, 256, 3, 1, 13, "winograd"), # conv3-5 at 227
+    (32, 96, 3, 11, 4, 15, "gather"),     # conv1 at 67
+    (32, 96, 3, 11, 4, 55, "gather"),     # conv1 at 227
+    (32, 64, 256, 3, 2, 3, "im2col"),     # stride 2, many taps
 ])
-def test_each_layer_takes_the_path_measured_fastest(N, K, R, stride, P, expected):
-    assert kernels.conv_path(np.empty((K, 8, R, R)), stride, (N, K, P, P)) == expected
+def test_each_layer_takes_the_path_measured_fastest(N, K, Cg, R, stride, P, expected):
+    assert kernels.conv_path(np.empty((K, Cg, R, R)), stride, (N, K, P, P)) == expected
 
 
 def test_small_output_kernels_do_not_depend_on_the_threads(rng):
@@ -249,12 +286,12 @@ def _same_alone_and_threaded(run):
         np.testing.assert_array_equal(second, third)
 
 
-def _run_layer(forward, backward, x, w, b, dy, pad, groups):
+def _run_layer(forward, backward, x, w, b, dy, pad, groups, stride=1):
     def run():
         y = np.empty(dy.shape, np.float32)
         grads = [np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(w.shape[0], np.float32)]
-        forward(y, x, w, b, 1, pad, groups)
-        backward(*grads, x, w, dy, 1, pad, groups)
+        forward(y, x, w, b, stride, pad, groups)
+        backward(*grads, x, w, dy, stride, pad, groups)
         return [y] + grads
     return run
 

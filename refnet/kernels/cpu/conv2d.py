@@ -30,20 +30,26 @@ belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order,
 are then added in order, so results are bit-identical run to run whatever the thread count.
 The 3x3 and 5x5 stride-1 convolutions with outputs of 7x7 and more (AlexNet's conv2-conv5 at 227),
 forward and both backward passes, go to conv2d_winograd.py instead (1.5-1.8x faster on those
-layers; see winograd_applies), and stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
-conv2d_small.py (see conv_path). `conv2d_forward_im2col` and `conv2d_backward_im2col` remain
-callable for every geometry, `conv2d_forward_winograd` and `conv2d_backward_winograd`,
-`conv2d_forward_small` and `conv2d_backward_small` for theirs. `conv2d_forward_direct` and
+layers; see winograd_applies), stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
+conv2d_small.py, and filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which
+reads x in place instead of through patches; its data gradient, when asked for, is `_backward`'s
+with the weight gradient left out (see conv_path). `conv2d_forward_im2col` and
+`conv2d_backward_im2col` remain callable for every geometry, as do `conv2d_forward_gather` and
+`conv2d_backward_gather`; `conv2d_forward_winograd` and `conv2d_backward_winograd`,
+`conv2d_forward_small` and `conv2d_backward_small` for their geometries. `conv2d_forward_direct` and
 `conv2d_backward_direct` are the plain loop nests the fast launchers are tested against.
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .conv2d_gather import gather_backward_filter, gather_forward
 from .conv2d_small import small_backward_data, small_backward_filter, small_forward
 from .conv2d_winograd import winograd_backward_data, winograd_backward_filter, winograd_forward
 from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
+from .machine import CACHES
 from .partial_sums import PARTS, split_into_parts, sum_parts
+from .simd import LANES
 
 # Output pixels per chunk of images: enough columns for the GEMM to run at speed.
 CHUNK_COLUMNS = 1024
@@ -237,9 +243,11 @@ def _forward(y, x, w_rows, d_pitch, b, R, S, stride, pad, groups, nc, chunks):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx):
-    """One task per part (a run of chunks): dw_parts[part] = that part's share of dw, and dx of its
-    images. Each part walks its chunks in order, so the sums do not depend on the threads."""
+def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks, chunks_per_part, need_dx,
+              need_dw):
+    """One task per part (a run of chunks): dw_parts[part] = that part's share of dw (when need_dw),
+    and dx of its images (when need_dx). Each part walks its chunks in order, so the sums do not
+    depend on the threads."""
     N, C = x.shape[0], x.shape[1]
     K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
     Cg, Kg, PQ = C // groups, K // groups, P * Q
@@ -257,16 +265,17 @@ def _backward(dx, dw_parts, x, w_flat, dy, R, S, stride, pad, groups, nc, chunks
             pitch = padded_pitch(m * PQ)
             beta = np.float32(0.0) if t == first else np.float32(1.0)
             for g in range(groups):
-                _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
                 _dy_rows(dy_rows, pitch, dy, n0, m, g * Kg, Kg)
-                if m * PQ < PACKED_DW_MAX_COLUMNS:
-                    # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
-                    # read through transposed strides (its packing does the transpose).
-                    gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, UNIT_STRIDE, cols, UNIT_STRIDE, pitch,
-                                Kg, D, m * PQ, np.float32(1.0), beta)
-                else:
-                    gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
-                                   Kg, D, pitch, np.float32(1.0), beta)
+                if need_dw:
+                    _cols(cols, pitch, x, n0, m, g * Cg, Cg, R, S, stride, pad, P, Q)
+                    if m * PQ < PACKED_DW_MAX_COLUMNS:
+                        # dw_g (Kg, D) += dy_rows (Kg, L) @ cols (D, L).T on the packed kernel, cols
+                        # read through transposed strides (its packing does the transpose).
+                        gemm_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, UNIT_STRIDE, cols, UNIT_STRIDE, pitch,
+                                    Kg, D, m * PQ, np.float32(1.0), beta)
+                    else:
+                        gemm_nt_serial(dw_part[g * Kg * D :], D, dy_rows, pitch, cols, pitch,
+                                       Kg, D, pitch, np.float32(1.0), beta)
                 if need_dx:
                     # cols has been used: its memory now takes the gradient of the columns,
                     # dcols[d, l] = sum_k w[g*Kg + k, d] * dy_rows[k, l], w read in place.
@@ -297,28 +306,39 @@ def winograd_applies(w, stride, y_shape):
 # path 0.9x forward).
 SMALL_MAX_OUTPUT = 3
 
+# Filters of at most this many taps (Cg*R*S) read x in place (conv2d_gather.py): one block of 16
+# output channels' filter, taps x 64 bytes, then stays in L1d while the x of a band of outputs
+# passes (conv1: 363 taps, 23 KB; conv2-5 have 1,200-3,456). im2col instead copies each input
+# value about (R/stride)*(S/stride) times (7.6 for conv1) into patches (4.4 MB per 227-px image,
+# past L2) that its dot-product GEMM then reads back. Measured on conv1 at batch 32, one thread's
+# CPU time: forward and weight gradient 2.2-2.6x faster than im2col at 227 and 67 px.
+GATHER_MAX_TAPS = CACHES["L1d"] // (LANES * 4)
+
 
 def conv_path(w, stride, y_shape):
-    """Which kernels take this layer: "winograd", "small" or "im2col"."""
+    """Which kernels take this layer: "winograd", "small", "gather" or "im2col"."""
     if winograd_applies(w, stride, y_shape):
         return "winograd"
     if stride == 1 and max(y_shape[2], y_shape[3]) <= SMALL_MAX_OUTPUT:
         return "small"
+    if w.shape[1] * w.shape[2] * w.shape[3] <= GATHER_MAX_TAPS:
+        return "gather"
     return "im2col"
 
 
 def conv2d_forward(y, x, w, b, stride, pad, groups):
     """y = conv(x, w) + b (see the module doc for the formula and layouts)."""
     path = conv_path(w, stride, y.shape)
-    forward = {"winograd": conv2d_forward_winograd, "small": conv2d_forward_small}.get(path, conv2d_forward_im2col)
+    forward = {"winograd": conv2d_forward_winograd, "small": conv2d_forward_small,
+               "gather": conv2d_forward_gather}.get(path, conv2d_forward_im2col)
     forward(y, x, w, b, stride, pad, groups)
 
 
 def conv2d_backward(dx, dw, db, x, w, dy, stride, pad, groups):
     """dx (skipped when None), dw and db of the convolution (see the module doc)."""
     path = conv_path(w, stride, dy.shape)
-    backward = {"winograd": conv2d_backward_winograd, "small": conv2d_backward_small}.get(path,
-                                                                                          conv2d_backward_im2col)
+    backward = {"winograd": conv2d_backward_winograd, "small": conv2d_backward_small,
+                "gather": conv2d_backward_gather}.get(path, conv2d_backward_im2col)
     backward(dx, dw, db, x, w, dy, stride, pad, groups)
 
 
@@ -373,8 +393,30 @@ def conv2d_backward_im2col(dx, dw, db, x, w, dy, stride, pad, groups):
     need_dx = dx is not None
     dw_parts = np.empty((parts, K * D), dtype=np.float32)
     _backward(dx if need_dx else x, dw_parts, x, w.reshape(-1), dy, R, S, stride, pad, groups, nc, chunks,
-              chunks_per_part, need_dx)
+              chunks_per_part, need_dx, True)
     sum_parts(dw.reshape(-1), dw_parts)
+    _bias_gradient(db, dy)
+
+
+def _backward_data_im2col(dx, x, w, dy, stride, pad, groups):
+    """dx alone, on im2col's GEMM and col2im (the gather path's data gradient)."""
+    K, Cg, R, S = w.shape
+    nc, chunks = _chunking(x.shape[0], dy.shape[2] * dy.shape[3])
+    chunks_per_part, parts = split_into_parts(chunks)
+    _backward(dx, np.empty((parts, 1), dtype=np.float32), x, w.reshape(-1), dy, R, S, stride, pad, groups, nc,
+              chunks, chunks_per_part, True, False)
+
+
+def conv2d_forward_gather(y, x, w, b, stride, pad, groups):
+    """conv2d_forward for any geometry, x read in place by the taps (conv2d_gather.py)."""
+    gather_forward(y, x, w, b, stride, pad, groups)
+
+
+def conv2d_backward_gather(dx, dw, db, x, w, dy, stride, pad, groups):
+    """conv2d_backward: dw by the taps (conv2d_gather.py), dx (when wanted) on im2col."""
+    if dx is not None:
+        _backward_data_im2col(dx, x, w, dy, stride, pad, groups)
+    gather_backward_filter(dw, x, dy, stride, pad, groups)
     _bias_gradient(db, dy)
 
 
