@@ -14,6 +14,8 @@ counts come from the environment (NUMBA_NUM_THREADS, OPENBLAS_NUM_THREADS); with
   no-c-traffic  the same kernel with every row of c written to one row (ldc = 0): the same
                 multiply-adds and packing without c's memory traffic
   pack-a        the up-front packing of op(a) alone
+  pack-b        the packing of op(b) into each block's scratch alone (the blocks' widths as for
+                fc6/fc7; fc8's narrower blocks not imitated)
   numpy-out     numpy writing into a preallocated c (the bench's peer allocates its result)
 Results of every variant are checked against numpy before timing.
 """
@@ -21,10 +23,12 @@ Results of every variant are checked against numpy before timing.
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
 import time
 
 import numpy as np
+from numba import njit, prange
 
 from bench.peers import numpy_gemm
 from bench.shapes import alexnet_shapes
@@ -44,6 +48,17 @@ def _refnet_call(module, c, a, b, g):
     return lambda i: module.gemm(c, a, b, g.trans_a, g.trans_b, 1.0, 0.0)
 
 
+@njit(parallel=True, cache=True)
+def _repack_b_per_block(b, ldb, M, N, K, MB, NB, KC):
+    """The packing of op(b) that gemm_strided's blocks do, alone: one slice per block and K slice."""
+    m_blocks, n_blocks = (M + MB - 1) // MB, (N + NB - 1) // NB
+    for t in prange(m_blocks * n_blocks):
+        j0 = (t % n_blocks) * NB
+        bp = np.empty(NB * KC, dtype=np.float32)
+        for p0 in range(0, K, KC):
+            kernels._pack_b(bp, b, ldb, kernels.UNIT_STRIDE, p0, min(KC, K - p0), j0, min(NB, N - j0))
+
+
 def _probes(g, a, b):
     """name -> (fn(i), floating-point operations credited) for the weight-gradient shapes."""
     one_row = np.empty(g.n + kernels.NR, np.float32)
@@ -58,10 +73,14 @@ def _probes(g, a, b):
     def pack_a(i):
         kernels._pack_a(ap, a.reshape(-1), 1, g.m, g.m, g.k)
 
+    def pack_b(i):
+        _repack_b_per_block(b.reshape(-1), g.n, g.m, g.n, g.k, kernels.MB, kernels.NB, kernels.KC)
+
     def numpy_out(i):
         np.matmul(a.T, b, out=c)
 
-    return {"no-c-traffic": (no_c_traffic, g.flops), "pack-a": (pack_a, 0), "numpy-out": (numpy_out, g.flops)}
+    return {"no-c-traffic": (no_c_traffic, g.flops), "pack-a": (pack_a, 0), "pack-b": (pack_b, 0),
+            "numpy-out": (numpy_out, g.flops)}
 
 
 def measure(g, variants, calls, clock, probes):
@@ -84,7 +103,14 @@ def measure(g, variants, calls, clock, probes):
     names = list(sides)
     timings = time_interleaved([sides[n][0] for n in names], repeat=calls, warmup=1, budget_s=30.0,
                                min_repeat=calls, min_time_s=0.0, clock=clock)
-    return {n: (t.samples_ms, sides[n][1]) for n, t in zip(names, timings)}
+    return {n: (t.samples_ms, sides[n][1], _page_faults(sides[n][0])) for n, t in zip(names, timings)}
+
+
+def _page_faults(fn):
+    """Minor page faults of the process during one call (fresh memory touched, all threads)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn(0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def main(argv=None):
@@ -109,15 +135,15 @@ def main(argv=None):
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; clock {args.clock}; "
           f"tile {kernels.MR}x{kernels.NR}, KC {kernels.KC}, MB {kernels.MB}, NB {kernels.NB}; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'row':16} {'shape':22} {'side':14} {'median ms':>10} {'min ms':>9} {'GFLOP/s':>8} {'numpy/side':>10}")
+    print(f"{'row':16} {'shape':22} {'side':14} {'median ms':>10} {'min ms':>9} {'GFLOP/s':>8} {'numpy/side':>10} {'faults':>7}")
     for name, g in rows:
         results = measure(g, variants, args.calls, clock, args.probes)
         numpy_median = statistics.median(results["numpy"][0])
-        for side, (samples, flops) in results.items():
+        for side, (samples, flops, faults) in results.items():
             median = statistics.median(samples)
             rate = f"{flops / median / 1e6:8.1f}" if flops else f"{'':8}"
             print(f"{name:16} {g.describe():22} {side:14} {median:10.2f} {min(samples):9.2f} {rate} "
-                  f"{numpy_median / median:10.2f}")
+                  f"{numpy_median / median:10.2f} {faults:7d}")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
