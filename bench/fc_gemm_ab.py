@@ -25,6 +25,7 @@ import importlib.util
 import os
 import resource
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -40,6 +41,7 @@ def load_gemm_variant(name, path):
     """A copy of gemm.py imported inside refnet.kernels.cpu (its relative imports resolve there)."""
     spec = importlib.util.spec_from_file_location(f"refnet.kernels.cpu._variant_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Numba's cache looks the module up by name
     spec.loader.exec_module(module)
     return module
 
