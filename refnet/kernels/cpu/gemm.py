@@ -272,9 +272,10 @@ def _micro_4x16(ap, a0, bp, b0, kc):
     return c0, c1, c2, c3
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
 def _packed_tile_4x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
-    """As `_packed_tile_8x32`, for the 4 x 16 tile."""
+    """As `_packed_tile_8x32`, for the 4 x 16 tile; inlined into the block's loops (a call per tile
+    of 4 x 16 cost 5-15% on Zen 3; the 8 x 32 tile, measured on Zen 4 as a call, stays one)."""
     t = _micro_4x16(ap, a0, bp, b0, kc)
     whole = mr == MR and nr == NR
     dst, at, pitch = (c, c0, ldc) if whole else (edge, 0, NR)
