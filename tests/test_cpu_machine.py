@@ -32,9 +32,11 @@ def test_blocking_for_avx512_keeps_the_zen4_measured_settings():
 def test_blocking_for_avx2_fits_sixteen_registers_and_a_smaller_l2():
     zen3 = {"L1d": 32 * 1024, "L2": 512 * 1024, "L3": 32 * 1024 * 1024}
     b = machine.choose_blocking(zen3, avx512=False)
-    assert (b["MR"], b["NR"]) == (6, 16)        # 12 ymm of c + 2 of b + 1 broadcast <= 16
+    assert (b["MR"], b["NR"]) == (4, 16)        # 8 ymm of c + 2 of b + 1 broadcast, room to spare
     assert b["KC"] * b["NR"] * 4 <= zen3["L1d"]
     assert b["MB"] % b["MR"] == 0 and b["MB"] * b["KC"] * 4 <= zen3["L2"] // 4 + b["MR"] * b["KC"] * 4
+    assert b["NB"] % b["NR"] == 0 and b["KC"] * b["NB"] * 4 <= zen3["L2"] // 4
+    assert (b["KC"], b["MB"], b["NB"]) == (256, 128, 128)
 
 
 def test_gemm_uses_the_chosen_blocking():

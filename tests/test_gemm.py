@@ -43,15 +43,37 @@ def test_matches_reference_with_beta(rng, trans_a, trans_b):
 @pytest.mark.parametrize("trans_a, trans_b", CASES)
 @pytest.mark.parametrize("M, N, K", [(37, 300, 270), (130, 45, 530), (3, 1, 600), (270, 600, 13)])
 def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, trans_b):
-    # 37, 45, 270, 300 and 600 are not whole micro tiles (8 x 32 or 6 x 16, machine.py); 270 and 300
-    # cross a block of parallel work (MB 256 or 132, NB 256), 270, 530 and 600 a K slice (256); 13 is
-    # shorter than one vector.
+    # 37, 45, 270, 300 and 600 are not whole micro tiles (8 x 32 or 4 x 16, machine.py); 270 and 300
+    # cross a block of parallel work (MB 256 or 128, NB 256 or 128), 270, 530 and 600 a K slice
+    # (256); 13 is shorter than one vector.
     a, b = operands(rng, M, N, K, trans_a, trans_b)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
     fast, naive = c0.copy(), c0.copy()
     kernels.gemm(fast, a, b, trans_a, trans_b, 0.5, -2.0)
     kernels.gemm_naive(naive, a, b, trans_a, trans_b, 0.5, -2.0)
     np.testing.assert_allclose(fast, naive, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("trans_a, trans_b", CASES)
+@pytest.mark.parametrize("K", [1, 7, 32, kernels.KC, kernels.KC + 1])
+@pytest.mark.parametrize("beta", [0.0, -0.5])
+def test_one_k_slice_matches_float64_reference(rng, K, beta, trans_a, trans_b):
+    # K up to one slice (the FC weight gradients: K = the batch) takes the packed block's other
+    # order, row group by row group along c's rows; KC + 1 is the first K that does not. 263 x 300
+    # crosses the row and column blocks (MB 256 or 128, NB 256 or 128) and no tile divides it.
+    M, N = 263, 300
+    a, b = operands(rng, M, N, K, trans_a, trans_b)
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    c = poisoned((M, N)) if beta == 0.0 else c0.copy()
+    kernels.gemm(c, a, b, trans_a, trans_b, 1.5, beta)
+    assert_all_written(c)
+    # In float64, one outer product per K index (refs.gemm's Python loops are too slow at this size).
+    op_a = (a.T if trans_a else a).astype(np.float64)
+    op_b = (b.T if trans_b else b).astype(np.float64)
+    want = beta * c0.astype(np.float64)
+    for p in range(K):
+        want += 1.5 * np.multiply.outer(op_a[:, p], op_b[p, :])
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(K))
 
 
 @pytest.mark.parametrize("trans_a, trans_b", CASES)
@@ -86,9 +108,9 @@ def test_packing_of_b_copies_exactly_and_pads_with_zeros(rng, sb_p, sb_j, p0, kc
     # neither (value by value). Every value of the panels is compared, padding included.
     b = rng.standard_normal(300 * 700).astype(np.float32)
     op_b = lambda p, j: b[p * sb_p + j * sb_j]  # noqa: E731
-    bp = np.full(kernels.NB * kernels.KC, np.nan, np.float32)
-    kernels._pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc)
     NR, KC = kernels.NR, kernels.KC
+    bp = np.full((nc + NR - 1) // NR * NR * KC, np.nan, np.float32)
+    kernels._pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nc)
     for h in range((nc + NR - 1) // NR):
         panel = bp[h * KC * NR : h * KC * NR + kc * NR].reshape(kc, NR)
         want = np.zeros((kc, NR), np.float32)

@@ -56,6 +56,20 @@ def test_gemm_kernels_match_plain_loops(rng, N, IN, OUT):
         np.testing.assert_allclose(f, s, rtol=1e-4, atol=1e-4 * np.sqrt(K), err_msg=name)
 
 
+@pytest.mark.parametrize("N", [1, 32])
+def test_weight_gradient_of_a_short_batch_matches_float64(rng, N):
+    # dw = dy.T @ x with the batch as K (one K slice: the packed GEMM's row-by-row order); 263 x 300
+    # crosses its row and column blocks, and no tile divides it.
+    IN, OUT = 300, 263
+    x, w, _ = layer(rng, N, IN, OUT)
+    dy = rng.standard_normal((N, OUT)).astype(np.float32)
+    dw = poisoned((OUT, IN))
+    kernels.linear_backward(None, dw, poisoned(OUT), x, w, dy)
+    assert_all_written(dw, "dw")
+    want = sum(np.multiply.outer(dy[n].astype(np.float64), x[n].astype(np.float64)) for n in range(N))
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-5 * np.sqrt(N))
+
+
 def test_backward_without_dx(rng):
     x, w, b = layer(rng, 3, 6, 5)
     dy = rng.standard_normal((3, 5)).astype(np.float32)

@@ -18,11 +18,16 @@ Two kernels with the same contract:
     GEMMs' time); past it, every case reads the same contiguous panels. Panels are padded with
     zeros to whole tiles.
   * The micro-kernel holds an MR x NR tile of c in vector registers (`simd.py`) for a whole K
-    slice: 8 x 32 (16 registers) with AVX-512's 32 registers, 6 x 16 (12 of AVX2's 16) otherwise;
+    slice: 8 x 32 (16 registers) with AVX-512's 32 registers, 4 x 16 (8 of AVX2's 16) otherwise;
     per K index, NR/16 vector loads of b and MR broadcasts of a feed the FMAs. c is loaded and
-    stored once per K slice, never inside the K loop. MR, NR, KC, MB come from `machine.py`.
+    stored once per K slice, never inside the K loop. MR, NR, KC, MB, NB come from `machine.py`.
   * A block of MB x NB of c walks K slice by slice; its op(b) slice (KC x NB) is packed into L2,
     and each NR-column panel of it stays in L1 while every MR-row panel of op(a) passes.
+    When K is one slice (the FC weight gradients: K = the batch) each tile of c is stored once,
+    to memory, after only K steps: the block then goes row group by row group instead, each
+    MR-row panel of op(a) in L1 while the NR-column panels pass, so that c is written along its
+    rows (sequential streams the hardware prefetcher follows, where going down a column of tiles
+    each store missed on its own: bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient").
   Each element of c belongs to one block, so one thread writes it, always summing in the same
   order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
@@ -251,11 +256,12 @@ def _packed_tile_8x32(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
-def _micro_6x16(ap, a0, bp, b0, kc):
-    """The 6 x 16 tile sum_{p < kc} ap[a0 + p*6 + i] * bp[b0 + p*16 + j] as 6 vectors (row i), held
-    in registers over the whole loop: 12 of AVX2's 16, with 2 for the load of b and 1 for the
-    broadcast of a."""
-    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+def _micro_4x16(ap, a0, bp, b0, kc):
+    """The 4 x 16 tile sum_{p < kc} ap[a0 + p*4 + i] * bp[b0 + p*16 + j] as 4 vectors (row i), held
+    in registers over the whole loop: 8 of AVX2's 16, with 2 for the load of b and 1 for the
+    broadcast of a. (A 6 x 16 tile would take 15, and LLVM's schedule of it spilled one row of c to
+    the stack and back on every other K index.)"""
+    c0 = c1 = c2 = c3 = vzero()
     for p in range(kc):
         y = vload(bp, b0 + p * NR)
         r = a0 + p * MR
@@ -263,15 +269,14 @@ def _micro_6x16(ap, a0, bp, b0, kc):
         c1 = vfma(vbroadcast(ap, r + 1), y, c1)
         c2 = vfma(vbroadcast(ap, r + 2), y, c2)
         c3 = vfma(vbroadcast(ap, r + 3), y, c3)
-        c4 = vfma(vbroadcast(ap, r + 4), y, c4)
-        c5 = vfma(vbroadcast(ap, r + 5), y, c5)
-    return c0, c1, c2, c3, c4, c5
+    return c0, c1, c2, c3
 
 
-@njit(fastmath=True, cache=True, nogil=True)
-def _packed_tile_6x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
-    """As `_packed_tile_8x32`, for the 6 x 16 tile."""
-    t = _micro_6x16(ap, a0, bp, b0, kc)
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _packed_tile_4x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
+    """As `_packed_tile_8x32`, for the 4 x 16 tile; inlined into the block's loops (a call per tile
+    of 4 x 16 cost 5-15% on Zen 3; the 8 x 32 tile, measured on Zen 4 as a call, stays one)."""
+    t = _micro_4x16(ap, a0, bp, b0, kc)
     whole = mr == MR and nr == NR
     dst, at, pitch = (c, c0, ldc) if whole else (edge, 0, NR)
     tile_beta = beta if whole else np.float32(0.0)
@@ -279,32 +284,45 @@ def _packed_tile_6x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge)
     _put_vector(dst, at + pitch, t[1], alpha, tile_beta)
     _put_vector(dst, at + 2 * pitch, t[2], alpha, tile_beta)
     _put_vector(dst, at + 3 * pitch, t[3], alpha, tile_beta)
-    _put_vector(dst, at + 4 * pitch, t[4], alpha, tile_beta)
-    _put_vector(dst, at + 5 * pitch, t[5], alpha, tile_beta)
     if not whole:
         _tile_to_edge(c, c0, ldc, mr, nr, edge, beta)
 
 
 # Only the tile of this machine's shape is compiled (the callers resolve this global when compiled).
-_packed_tile = _packed_tile_8x32 if (MR, NR) == (8, 32) else _packed_tile_6x16
+_packed_tile = _packed_tile_8x32 if (MR, NR) == (8, 32) else _packed_tile_4x16
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, beta, edge):
+    """The tile of row group g, column panel h of a block starting at column j0 (nb wide)."""
+    _packed_tile(c, g * MR * ldc + j0 + h * NR, ldc, min(MR, M - g * MR), min(NR, nb - h * NR),
+                 ap, a_slice + g * KC * MR, bp, h * KC * NR, kc, alpha, beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
 def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge):
     """Rows i0 .. i0+mb (a whole number of MR groups unless it ends at M), columns j0 .. j0+nb of c,
     the whole K: for each K slice, the slice of op(b) is packed into bp (it stays in L2), then each
-    panel of NR columns (in L1) meets every row group's panel of op(a)."""
+    panel of NR columns (in L1) meets every row group's panel of op(a); or, when K is one slice,
+    each row group's panel of op(a) (in L1) meets every panel of NR columns, along c's rows."""
     groups = (M + MR - 1) // MR
+    panels = (nb + NR - 1) // NR
+    first_group, end_group = i0 // MR, (i0 + mb + MR - 1) // MR
     for s in range((K + KC - 1) // KC):
         p0 = s * KC
         kc = min(KC, K - p0)
         _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nb)
         # beta applies once, on the first K slice; later slices add to what is there.
         slice_beta = beta if s == 0 else np.float32(1.0)
-        for h in range((nb + NR - 1) // NR):
-            for g in range(i0 // MR, (i0 + mb + MR - 1) // MR):
-                _packed_tile(c, g * MR * ldc + j0 + h * NR, ldc, min(MR, M - g * MR), min(NR, nb - h * NR),
-                             ap, (s * groups + g) * KC * MR, bp, h * KC * NR, kc, alpha, slice_beta, edge)
+        a_slice = s * groups * KC * MR
+        if kc == K:
+            for g in range(first_group, end_group):
+                for h in range(panels):
+                    _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
+        else:
+            for h in range(panels):
+                for g in range(first_group, end_group):
+                    _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)

@@ -7,10 +7,13 @@ Register tile of the packed GEMM (gemm.py), c held in `simd.py`'s 16-lane vector
 - 32 vector registers of 16 lanes (AVX-512): 8 rows x 32 columns, 16 registers of c, 2 of op(b),
   1 broadcast of op(a).
 - 16 registers of 8 lanes (AVX2): a 16-lane vector takes two, so 8 x 32 would need 32 registers
-  for c alone and spill inside the K loop; 6 rows x 16 columns takes 12 for c, 2 for op(b), 1 for
-  the broadcast.
+  for c alone and spill inside the K loop; 4 rows x 16 columns takes 8 for c, 2 for op(b), 1 for
+  the broadcast. (6 x 16, 15 registers, fits on paper, but LLVM's schedule of it kept a row of c on
+  the stack; 4 x 16 and 5 x 16 measured 1.3-1.4x faster on the FC GEMMs, 4 x 16 the faster of the
+  two: bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient".)
 Cache blocking: the K slice KC makes one KC x NR panel of op(b) fit in L1d; the MB x KC block of
-op(a), re-read for every panel of op(b), a quarter of L2 (beside the KC x NB slice of op(b)).
+op(a), re-read for every panel of op(b), a quarter of L2, and the KC x NB slice of op(b) another
+quarter (256 columns on a 1 MiB L2, 128 on 512 KiB).
 
 A change of blocking changes the order of the sums, so results are bit-identical run to run and
 whatever the thread count on one CPU model, but not between models (README: a run resumed on
@@ -77,21 +80,23 @@ def _largest_power_of_two_at_most(n):
 
 def choose_blocking(caches, avx512, avx2=True):
     """The packed GEMM's tile and blocks for these caches and vector registers (see the module doc).
-    Without AVX2 (SSE's 16 registers of 4 lanes, e.g. a "generic" target) the 6 x 16 tile spills;
+    Without AVX2 (SSE's 16 registers of 4 lanes, e.g. a "generic" target) the 4 x 16 tile spills;
     no smaller tile is kept for such targets."""
     lanes = 16
     if avx512:
         mr, nr_vectors, registers, register_lanes = 8, 2, 32, 16
     else:
-        mr, nr_vectors, registers, register_lanes = 6, 1, 16, 8 if avx2 else 4
+        mr, nr_vectors, registers, register_lanes = 4, 1, 16, 8 if avx2 else 4
     nr = nr_vectors * lanes
     # KC capped at 256, the slice measured on Zen 4: longer slices were not measured.
     kc = min(256, max(64, _largest_power_of_two_at_most(caches["L1d"] // (nr * 4))))
     mb_rows = max(mr, min(256, caches["L2"] // 4 // (kc * 4)))
     mb = (mb_rows + mr - 1) // mr * mr
+    # NB capped at 256, the block measured on Zen 4.
+    nb = max(nr, min(256, _largest_power_of_two_at_most(caches["L2"] // 4 // (kc * 4))))
     return {
         "vector registers": f"{registers} x {register_lanes} float32",
-        "MR": mr, "NR": nr, "KC": kc, "MB": mb, "NB": 256,
+        "MR": mr, "NR": nr, "KC": kc, "MB": mb, "NB": nb,
     }
 
 
@@ -116,6 +121,6 @@ def parameters_table():
         ("GEMM register tile MR x NR", f"{b['MR']} x {b['NR']}", "c, op(b) and one broadcast in the registers"),
         ("GEMM K slice KC", b["KC"], "KC x NR panel of op(b) within L1d, at most 256"),
         ("GEMM row block MB", b["MB"], "MB x KC of op(a) in a quarter of L2"),
-        ("GEMM column block NB", b["NB"], "fixed"),
+        ("GEMM column block NB", b["NB"], "KC x NB of op(b) in a quarter of L2, at most 256"),
         ("max-pool prefetch, plane values", PREFETCH_MAX_PLANE, "L1d / 32 bytes"),
     ]
