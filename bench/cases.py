@@ -181,8 +181,10 @@ def _gemm_prepare(g):
             return ops.gemm(ai, bi, g.trans_a, g.trans_b, c=c)
 
         if be.name == "cpu":
+            c_peer = np.empty((g.m, g.n), dtype=np.float32)
+
             def peer(i):
-                return numpy_gemm(sets[i % len(sets)][0], sets[i % len(sets)][1], g.trans_a, g.trans_b)
+                return numpy_gemm(sets[i % len(sets)][0], sets[i % len(sets)][1], g.trans_a, g.trans_b, out=c_peer)
             to_host = np.asarray
         elif be.torch is not None:
             tsets = _rotated(be, be.tensor, a, b)

@@ -15,6 +15,8 @@ converted here, in one place:
 import os
 import platform
 
+import numpy as np
+
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 
@@ -86,9 +88,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def numpy_gemm(a, b, trans_a: bool, trans_b: bool):
-    """op(a) @ op(b) with numpy (the transposes are views: BLAS reads them in place)."""
-    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+def numpy_gemm(a, b, trans_a: bool, trans_b: bool, out=None):
+    """op(a) @ op(b) with numpy (the transposes are views: BLAS reads them in place), into `out`
+    when given: as refnet writes into its c, so that neither side pays for a fresh result's pages."""
+    return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
 
 def torch_alexnet(torch, variant: str = "seed", input_size: int = 227, num_classes: int = 1000,
