@@ -231,11 +231,6 @@ def _g6(f0, f1, f2, f3, f4):
             f4)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _at6(m0, m1, m2, m3, m4, m5):
-    return m0 + m1 + m2 + m3 + m4, m1 - m2 + np.float32(2.0) * (m3 - m4) + m5
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def filter_transform5(u, w, backward):
     """As filter_transform, for 5x5 filters: u (groups, 36, Kg, Cg) (forward) or (groups, 36, Cg, Kg)
@@ -289,28 +284,46 @@ def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ
 
 @njit(cache=True, nogil=True)
 def _output_transform5(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, TQ):
-    """As _output_transform, for 6x6 blocks: M[e] = m[e*e_stride + kk*pitch + t]."""
+    """As _output_transform, for 6x6 blocks: M[e] = m[e*e_stride + kk*pitch + t]. Each step runs
+    along the tiles t, where M's rows are contiguous (loops the compiler vectorises; tile by tile,
+    the 36 values of a tile lie e_stride apart): z = M A for all tiles of an output channel, then
+    A^T z, then the 2x2 blocks out to y."""
     P, Q = y.shape[2], y.shape[3]
-    z = np.empty((6, 2), dtype=np.float32)
+    T = nc * TP * TQ
+    two = np.float32(2.0)
+    z = np.empty((12, T), dtype=np.float32)  # z[2r + j, t] = (M A)[r, j] of tile t
+    blocks = np.empty((4, T), dtype=np.float32)  # blocks[2a + j, t] = Y[a, j] + bias
     for kk in range(Kg):
         bias = b[k0 + kk] if has_bias else np.float32(0.0)
+        for r in range(6):
+            at = 6 * r * e_stride + kk * pitch
+            m0, m1, m2 = m[at : at + T], m[at + e_stride : at + e_stride + T], m[at + 2 * e_stride : at + 2 * e_stride + T]
+            at += 3 * e_stride
+            m3, m4, m5 = m[at : at + T], m[at + e_stride : at + e_stride + T], m[at + 2 * e_stride : at + 2 * e_stride + T]
+            z0, z1 = z[2 * r], z[2 * r + 1]
+            for t in range(T):
+                z0[t] = m0[t] + m1[t] + m2[t] + m3[t] + m4[t]
+                z1[t] = m1[t] - m2[t] + two * (m3[t] - m4[t]) + m5[t]
+        for j in range(2):
+            z0, z1, z2, z3, z4, z5 = z[j], z[2 + j], z[4 + j], z[6 + j], z[8 + j], z[10 + j]
+            top, bottom = blocks[j], blocks[2 + j]
+            for t in range(T):
+                top[t] = z0[t] + z1[t] + z2[t] + z3[t] + z4[t] + bias
+                bottom[t] = z1[t] - z2[t] + two * (z3[t] - z4[t]) + z5[t] + bias
         for i in range(nc):
             plane = y[n0 + i, k0 + kk]
             for tp in range(TP):
+                p0 = 2 * tp
+                t0 = (i * TP + tp) * TQ
                 for tq in range(TQ):
-                    t = kk * pitch + (i * TP + tp) * TQ + tq
-                    for r in range(6):
-                        o = t + 6 * r * e_stride
-                        z[r, 0], z[r, 1] = _at6(m[o], m[o + e_stride], m[o + 2 * e_stride], m[o + 3 * e_stride],
-                                                m[o + 4 * e_stride], m[o + 5 * e_stride])
-                    p0 = 2 * tp
                     q0 = 2 * tq
-                    for j in range(2):
-                        top, bottom = _at6(z[0, j], z[1, j], z[2, j], z[3, j], z[4, j], z[5, j])
-                        if q0 + j < Q:
-                            plane[p0, q0 + j] = top + bias
-                            if p0 + 1 < P:
-                                plane[p0 + 1, q0 + j] = bottom + bias
+                    plane[p0, q0] = blocks[0, t0 + tq]
+                    if q0 + 1 < Q:
+                        plane[p0, q0 + 1] = blocks[1, t0 + tq]
+                    if p0 + 1 < P:
+                        plane[p0 + 1, q0] = blocks[2, t0 + tq]
+                        if q0 + 1 < Q:
+                            plane[p0 + 1, q0 + 1] = blocks[3, t0 + tq]
 
 
 @njit(cache=True, nogil=True)
@@ -361,45 +374,58 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks, chunks_per_run):
 #     S[e] (Kg, Cg) += Z[e] (Kg, T) @ V[e] (Cg, T).T,    Z[e] = (A dY A^T)[e // a, e % a].
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _a_column(y0, y1, block):
-    """A y for a 2-vector y: (y0, y0 + y1, y0 - y1, -y1) for 4x4 blocks, (y0, y0 + y1, y0 - y1,
-    y0 + 2 y1, y0 - 2 y1, y1) for 6x6."""
+@njit(cache=True, nogil=True)
+def _a_rows(out, at, stride, y0, y1, block, T):
+    """out[at + r*stride + t] = (A y)[r] for the 2-vector y = (y0[t], y1[t]), t < T, r < block:
+    A y = (y0, y0 + y1, y0 - y1, -y1) for 4x4 blocks, (y0, y0 + y1, y0 - y1, y0 + 2 y1, y0 - 2 y1, y1)
+    for 6x6. Each row is a loop along t over a slice (indices the compiler sees are not negative,
+    so it vectorises the loop)."""
     two = np.float32(2.0)
+    o0, o1, o2 = out[at : at + T], out[at + stride : at + stride + T], out[at + 2 * stride : at + 2 * stride + T]
+    for t in range(T):
+        o0[t] = y0[t]
+        o1[t] = y0[t] + y1[t]
+        o2[t] = y0[t] - y1[t]
+    o3 = out[at + 3 * stride : at + 3 * stride + T]
     if block == 4:
-        return y0, y0 + y1, y0 - y1, -y1, np.float32(0.0), np.float32(0.0)
-    return y0, y0 + y1, y0 - y1, y0 + two * y1, y0 - two * y1, y1
+        for t in range(T):
+            o3[t] = -y1[t]
+        return
+    o4, o5 = out[at + 4 * stride : at + 4 * stride + T], out[at + 5 * stride : at + 5 * stride + T]
+    for t in range(T):
+        o3[t] = y0[t] + two * y1[t]
+        o4[t] = y0[t] - two * y1[t]
+        o5[t] = y1[t]
 
 
 @njit(cache=True, nogil=True)
 def _dy_transform(z, e_stride, pitch, dy, n0, nc, k0, Kg, TP, TQ, block):
     """z[e*e_stride + kk*pitch + t] = (A dY A^T)[e // block, e % block], dY = the 2x2 block of
-    dy[n0 + i, k0 + kk] at tile t (0 outside P x Q); 0 for t >= T."""
+    dy[n0 + i, k0 + kk] at tile t (0 outside P x Q); 0 for t >= T. Per output channel, the four
+    values of every tile's dY are gathered into rows, then A dY and (A dY) A^T are computed along
+    the tiles, where z's rows are contiguous (tile by tile, a tile's values lie e_stride apart)."""
     P, Q = dy.shape[2], dy.shape[3]
     T = nc * TP * TQ
-    col0 = np.empty(6, dtype=np.float32)
-    col1 = np.empty(6, dtype=np.float32)
+    zero = np.float32(0.0)
+    corners = np.empty((4, T), dtype=np.float32)  # corners[2a + j, t] = dY[a, j] of tile t
+    columns = np.empty(block * 2 * T, dtype=np.float32)  # columns[r*2T + j*T + t] = (A dY)[r, j]
     for kk in range(Kg):
         for i in range(nc):
             plane = dy[n0 + i, k0 + kk]
             for tp in range(TP):
+                p0 = 2 * tp
+                t0 = (i * TP + tp) * TQ
                 for tq in range(TQ):
-                    p0, q0 = 2 * tp, 2 * tq
-                    zero = np.float32(0.0)
-                    y00 = plane[p0, q0]
-                    y01 = plane[p0, q0 + 1] if q0 + 1 < Q else zero
-                    y10 = plane[p0 + 1, q0] if p0 + 1 < P else zero
-                    y11 = plane[p0 + 1, q0 + 1] if p0 + 1 < P and q0 + 1 < Q else zero
-                    # columns of A dY, then each row of that times A^T
-                    col0[0], col0[1], col0[2], col0[3], col0[4], col0[5] = _a_column(y00, y10, block)
-                    col1[0], col1[1], col1[2], col1[3], col1[4], col1[5] = _a_column(y01, y11, block)
-                    o = kk * pitch + (i * TP + tp) * TQ + tq
-                    for r in range(block):
-                        z0, z1, z2, z3, z4, z5 = _a_column(col0[r], col1[r], block)
-                        at = o + block * r * e_stride
-                        z[at], z[at + e_stride], z[at + 2 * e_stride], z[at + 3 * e_stride] = z0, z1, z2, z3
-                        if block == 6:
-                            z[at + 4 * e_stride], z[at + 5 * e_stride] = z4, z5
+                    q0 = 2 * tq
+                    corners[0, t0 + tq] = plane[p0, q0]
+                    corners[1, t0 + tq] = plane[p0, q0 + 1] if q0 + 1 < Q else zero
+                    corners[2, t0 + tq] = plane[p0 + 1, q0] if p0 + 1 < P else zero
+                    corners[3, t0 + tq] = plane[p0 + 1, q0 + 1] if p0 + 1 < P and q0 + 1 < Q else zero
+        for j in range(2):
+            _a_rows(columns, j * T, 2 * T, corners[j], corners[2 + j], block, T)
+        for r in range(block):
+            _a_rows(z, block * r * e_stride + kk * pitch, e_stride, columns[r * 2 * T : r * 2 * T + T],
+                    columns[r * 2 * T + T : (r + 1) * 2 * T], block, T)
         _zero_tails(z, e_stride, block * block, kk * pitch + T, (kk + 1) * pitch)
 
 
