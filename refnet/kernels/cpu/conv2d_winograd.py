@@ -259,26 +259,34 @@ def filter_transform5(u, w, backward):
 
 @njit(cache=True, nogil=True)
 def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ):
-    """As _input_transform, for 6x6 blocks: v[e*e_stride + c*pitch + t] = (B^T d B)[e // 6, e % 6]."""
+    """As _input_transform, for 6x6 blocks: v[e*e_stride + c*pitch + t] = (B^T d B)[e // 6, e % 6].
+    Per row of tiles, B^T d for every column of the plane at once (a loop along the columns), then
+    each tile's (B^T d) B written along the tiles, where V's rows are contiguous."""
     T = nc * TP * TQ
-    t = np.empty((6, 6), dtype=np.float32)
+    width = padded.shape[1]
+    half_done = np.empty((6, width), dtype=np.float32)  # half_done[r, col] = (B^T d)[r] of column col
+    h0, h1, h2, h3, h4, h5 = half_done[0], half_done[1], half_done[2], half_done[3], half_done[4], half_done[5]
     _clear(padded)
     for c in range(Cg):
         for i in range(nc):
             _place(padded, x[n0 + i, c0 + c], pad)
             for tp in range(TP):
-                rows = padded[2 * tp : 2 * tp + 6]
+                d0, d1, d2 = padded[2 * tp], padded[2 * tp + 1], padded[2 * tp + 2]
+                d3, d4, d5 = padded[2 * tp + 3], padded[2 * tp + 4], padded[2 * tp + 5]
+                for col in range(width):
+                    h0[col], h1[col], h2[col], h3[col], h4[col], h5[col] = _bt6(
+                        d0[col], d1[col], d2[col], d3[col], d4[col], d5[col])
                 at = c * pitch + (i * TP + tp) * TQ
-                for tq in range(TQ):
-                    q = 2 * tq
-                    for s in range(6):
-                        t[0, s], t[1, s], t[2, s], t[3, s], t[4, s], t[5, s] = _bt6(
-                            rows[0, q + s], rows[1, q + s], rows[2, q + s], rows[3, q + s], rows[4, q + s], rows[5, q + s])
-                    o = at + tq
-                    for r in range(6):
-                        out = _bt6(t[r, 0], t[r, 1], t[r, 2], t[r, 3], t[r, 4], t[r, 5])
-                        for j in range(6):
-                            v[o + (6 * r + j) * e_stride] = out[j]
+                for r in range(6):
+                    h = half_done[r]
+                    o = at + 6 * r * e_stride
+                    v0, v1, v2 = v[o : o + TQ], v[o + e_stride : o + e_stride + TQ], v[o + 2 * e_stride : o + 2 * e_stride + TQ]
+                    o += 3 * e_stride
+                    v3, v4, v5 = v[o : o + TQ], v[o + e_stride : o + e_stride + TQ], v[o + 2 * e_stride : o + 2 * e_stride + TQ]
+                    for tq in range(TQ):
+                        q = 2 * tq
+                        v0[tq], v1[tq], v2[tq], v3[tq], v4[tq], v5[tq] = _bt6(h[q], h[q + 1], h[q + 2], h[q + 3], h[q + 4],
+                                                                              h[q + 5])
         _zero_tails(v, e_stride, np.int64(36), c * pitch + T, (c + 1) * pitch)
 
 
