@@ -28,8 +28,9 @@ U (groups, E, Kg, Cg) with E = 16 (3x3) or 36 (5x5); per chunk of nc images, V (
 T = nc*TP*TQ tiles (TP = ceil(P/2), TQ = ceil(Q/2)), tile index t = (i*TP + tp)*TQ + tq, and pitch
 = padded_pitch(T) (zeros past T). One GEMM per element e of the tiles: gemm_serial's in the forward
 (rows of V along the tiles), and for the weight gradient (V read through transposed strides).
-Parallelism is over chunks of images, each on one thread: every output belongs to one chunk, so
-results are bit-identical run to run whatever the thread count.
+Parallelism is over runs of consecutive chunks of images, each run on one thread with its scratch
+allocated once: every output belongs to one chunk, so results are bit-identical run to run
+whatever the thread count.
 """
 
 import numpy as np
@@ -280,13 +281,13 @@ def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ
                 for r in range(6):
                     h = half_done[r]
                     o = at + 6 * r * e_stride
-                    v0, v1, v2 = v[o : o + TQ], v[o + e_stride : o + e_stride + TQ], v[o + 2 * e_stride : o + 2 * e_stride + TQ]
+                    v0, v1, v2 = v[o : o + TQ], v[o + e_stride :][:TQ], v[o + 2 * e_stride :][:TQ]
                     o += 3 * e_stride
-                    v3, v4, v5 = v[o : o + TQ], v[o + e_stride : o + e_stride + TQ], v[o + 2 * e_stride : o + 2 * e_stride + TQ]
+                    v3, v4, v5 = v[o : o + TQ], v[o + e_stride :][:TQ], v[o + 2 * e_stride :][:TQ]
                     for tq in range(TQ):
                         q = 2 * tq
-                        v0[tq], v1[tq], v2[tq], v3[tq], v4[tq], v5[tq] = _bt6(h[q], h[q + 1], h[q + 2], h[q + 3], h[q + 4],
-                                                                              h[q + 5])
+                        v0[tq], v1[tq], v2[tq], v3[tq], v4[tq], v5[tq] = _bt6(
+                            h[q], h[q + 1], h[q + 2], h[q + 3], h[q + 4], h[q + 5])
         _zero_tails(v, e_stride, np.int64(36), c * pitch + T, (c + 1) * pitch)
 
 
@@ -305,9 +306,9 @@ def _output_transform5(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, T
         bias = b[k0 + kk] if has_bias else np.float32(0.0)
         for r in range(6):
             at = 6 * r * e_stride + kk * pitch
-            m0, m1, m2 = m[at : at + T], m[at + e_stride : at + e_stride + T], m[at + 2 * e_stride : at + 2 * e_stride + T]
+            m0, m1, m2 = m[at : at + T], m[at + e_stride :][:T], m[at + 2 * e_stride :][:T]
             at += 3 * e_stride
-            m3, m4, m5 = m[at : at + T], m[at + e_stride : at + e_stride + T], m[at + 2 * e_stride : at + 2 * e_stride + T]
+            m3, m4, m5 = m[at : at + T], m[at + e_stride :][:T], m[at + 2 * e_stride :][:T]
             z0, z1 = z[2 * r], z[2 * r + 1]
             for t in range(T):
                 z0[t] = m0[t] + m1[t] + m2[t] + m3[t] + m4[t]
