@@ -379,7 +379,7 @@ def _winograd(y, x, u, b, has_bias, pad, nc, chunks, chunks_per_run):
 # ---------------------------------------------------------------------------------------------
 # Backward filter: the gradient of the transformed filter G w G^T is sum_t (B^T d B) * (A dY A^T)
 # (dY the 2x2 block of dy at tile t), so dw = G^T [ sum_t (A dY A^T) * (B^T d B) ] G, summed over
-# the tiles of every image: per position e, a dot-product GEMM over the tiles,
+# the tiles of every image: per position e, a GEMM whose reduction runs over the tiles,
 #     S[e] (Kg, Cg) += Z[e] (Kg, T) @ V[e] (Cg, T).T,    Z[e] = (A dY A^T)[e // a, e % a].
 
 
