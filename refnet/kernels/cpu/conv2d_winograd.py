@@ -27,15 +27,16 @@ U (groups, E, Kg, Cg) with E = 16 (3x3) or 36 (5x5); per chunk of nc images, V (
 (Cg, pitch)) and M (E blocks of (Kg, pitch)), the blocks spread_stride() apart, with
 T = nc*TP*TQ tiles (TP = ceil(P/2), TQ = ceil(Q/2)), tile index t = (i*TP + tp)*TQ + tq, and pitch
 = padded_pitch(T) (zeros past T). One GEMM per element e of the tiles: gemm_serial's in the forward
-(rows of V along the tiles), gemm_nt_serial's (dot products along the tiles) for the weight gradient.
-Parallelism is over chunks of images, each on one thread: every output belongs to one chunk, so
-results are bit-identical run to run whatever the thread count.
+(rows of V along the tiles), and for the weight gradient (V read through transposed strides).
+Parallelism is over runs of consecutive chunks of images, each run on one thread with its scratch
+allocated once: every output belongs to one chunk, so results are bit-identical run to run
+whatever the thread count.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .gemm import UNIT_STRIDE, gemm_nt_serial, gemm_serial, padded_pitch
+from .gemm import UNIT_STRIDE, gemm_serial, padded_pitch
 from .partial_sums import split_into_parts, sum_parts
 
 # Tiles per chunk of images: enough columns for the GEMMs to run at speed (measured on conv3:
@@ -231,11 +232,6 @@ def _g6(f0, f1, f2, f3, f4):
             f4)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _at6(m0, m1, m2, m3, m4, m5):
-    return m0 + m1 + m2 + m3 + m4, m1 - m2 + np.float32(2.0) * (m3 - m4) + m5
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def filter_transform5(u, w, backward):
     """As filter_transform, for 5x5 filters: u (groups, 36, Kg, Cg) (forward) or (groups, 36, Cg, Kg)
@@ -264,53 +260,79 @@ def filter_transform5(u, w, backward):
 
 @njit(cache=True, nogil=True)
 def _input_transform5(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ):
-    """As _input_transform, for 6x6 blocks: v[e*e_stride + c*pitch + t] = (B^T d B)[e // 6, e % 6]."""
+    """As _input_transform, for 6x6 blocks: v[e*e_stride + c*pitch + t] = (B^T d B)[e // 6, e % 6].
+    Per row of tiles, B^T d for every column of the plane at once (a loop along the columns), then
+    each tile's (B^T d) B written along the tiles, where V's rows are contiguous."""
     T = nc * TP * TQ
-    t = np.empty((6, 6), dtype=np.float32)
+    width = padded.shape[1]
+    half_done = np.empty((6, width), dtype=np.float32)  # half_done[r, col] = (B^T d)[r] of column col
+    h0, h1, h2, h3, h4, h5 = half_done[0], half_done[1], half_done[2], half_done[3], half_done[4], half_done[5]
     _clear(padded)
     for c in range(Cg):
         for i in range(nc):
             _place(padded, x[n0 + i, c0 + c], pad)
             for tp in range(TP):
-                rows = padded[2 * tp : 2 * tp + 6]
+                d0, d1, d2 = padded[2 * tp], padded[2 * tp + 1], padded[2 * tp + 2]
+                d3, d4, d5 = padded[2 * tp + 3], padded[2 * tp + 4], padded[2 * tp + 5]
+                for col in range(width):
+                    h0[col], h1[col], h2[col], h3[col], h4[col], h5[col] = _bt6(
+                        d0[col], d1[col], d2[col], d3[col], d4[col], d5[col])
                 at = c * pitch + (i * TP + tp) * TQ
-                for tq in range(TQ):
-                    q = 2 * tq
-                    for s in range(6):
-                        t[0, s], t[1, s], t[2, s], t[3, s], t[4, s], t[5, s] = _bt6(
-                            rows[0, q + s], rows[1, q + s], rows[2, q + s], rows[3, q + s], rows[4, q + s], rows[5, q + s])
-                    o = at + tq
-                    for r in range(6):
-                        out = _bt6(t[r, 0], t[r, 1], t[r, 2], t[r, 3], t[r, 4], t[r, 5])
-                        for j in range(6):
-                            v[o + (6 * r + j) * e_stride] = out[j]
+                for r in range(6):
+                    h = half_done[r]
+                    o = at + 6 * r * e_stride
+                    v0, v1, v2 = v[o : o + TQ], v[o + e_stride :][:TQ], v[o + 2 * e_stride :][:TQ]
+                    o += 3 * e_stride
+                    v3, v4, v5 = v[o : o + TQ], v[o + e_stride :][:TQ], v[o + 2 * e_stride :][:TQ]
+                    for tq in range(TQ):
+                        q = 2 * tq
+                        v0[tq], v1[tq], v2[tq], v3[tq], v4[tq], v5[tq] = _bt6(
+                            h[q], h[q + 1], h[q + 2], h[q + 3], h[q + 4], h[q + 5])
         _zero_tails(v, e_stride, np.int64(36), c * pitch + T, (c + 1) * pitch)
 
 
 @njit(cache=True, nogil=True)
 def _output_transform5(y, m, e_stride, pitch, b, has_bias, n0, nc, k0, Kg, TP, TQ):
-    """As _output_transform, for 6x6 blocks: M[e] = m[e*e_stride + kk*pitch + t]."""
+    """As _output_transform, for 6x6 blocks: M[e] = m[e*e_stride + kk*pitch + t]. Each step runs
+    along the tiles t, where M's rows are contiguous (loops the compiler vectorises; tile by tile,
+    the 36 values of a tile lie e_stride apart): z = M A for all tiles of an output channel, then
+    A^T z, then the 2x2 blocks out to y."""
     P, Q = y.shape[2], y.shape[3]
-    z = np.empty((6, 2), dtype=np.float32)
+    T = nc * TP * TQ
+    two = np.float32(2.0)
+    z = np.empty((12, T), dtype=np.float32)  # z[2r + j, t] = (M A)[r, j] of tile t
+    blocks = np.empty((4, T), dtype=np.float32)  # blocks[2a + j, t] = Y[a, j] + bias
     for kk in range(Kg):
         bias = b[k0 + kk] if has_bias else np.float32(0.0)
+        for r in range(6):
+            at = 6 * r * e_stride + kk * pitch
+            m0, m1, m2 = m[at : at + T], m[at + e_stride :][:T], m[at + 2 * e_stride :][:T]
+            at += 3 * e_stride
+            m3, m4, m5 = m[at : at + T], m[at + e_stride :][:T], m[at + 2 * e_stride :][:T]
+            z0, z1 = z[2 * r], z[2 * r + 1]
+            for t in range(T):
+                z0[t] = m0[t] + m1[t] + m2[t] + m3[t] + m4[t]
+                z1[t] = m1[t] - m2[t] + two * (m3[t] - m4[t]) + m5[t]
+        for j in range(2):
+            z0, z1, z2, z3, z4, z5 = z[j], z[2 + j], z[4 + j], z[6 + j], z[8 + j], z[10 + j]
+            top, bottom = blocks[j], blocks[2 + j]
+            for t in range(T):
+                top[t] = z0[t] + z1[t] + z2[t] + z3[t] + z4[t] + bias
+                bottom[t] = z1[t] - z2[t] + two * (z3[t] - z4[t]) + z5[t] + bias
         for i in range(nc):
             plane = y[n0 + i, k0 + kk]
             for tp in range(TP):
+                p0 = 2 * tp
+                t0 = (i * TP + tp) * TQ
                 for tq in range(TQ):
-                    t = kk * pitch + (i * TP + tp) * TQ + tq
-                    for r in range(6):
-                        o = t + 6 * r * e_stride
-                        z[r, 0], z[r, 1] = _at6(m[o], m[o + e_stride], m[o + 2 * e_stride], m[o + 3 * e_stride],
-                                                m[o + 4 * e_stride], m[o + 5 * e_stride])
-                    p0 = 2 * tp
                     q0 = 2 * tq
-                    for j in range(2):
-                        top, bottom = _at6(z[0, j], z[1, j], z[2, j], z[3, j], z[4, j], z[5, j])
-                        if q0 + j < Q:
-                            plane[p0, q0 + j] = top + bias
-                            if p0 + 1 < P:
-                                plane[p0 + 1, q0 + j] = bottom + bias
+                    plane[p0, q0] = blocks[0, t0 + tq]
+                    if q0 + 1 < Q:
+                        plane[p0, q0 + 1] = blocks[1, t0 + tq]
+                    if p0 + 1 < P:
+                        plane[p0 + 1, q0] = blocks[2, t0 + tq]
+                        if q0 + 1 < Q:
+                            plane[p0 + 1, q0 + 1] = blocks[3, t0 + tq]
 
 
 @njit(cache=True, nogil=True)
@@ -323,79 +345,96 @@ def _transform_input(v, e_stride, pitch, padded, x, n0, nc, c0, Cg, pad, TP, TQ,
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _winograd(y, x, u, b, has_bias, pad, nc, chunks):
-    """u (groups, E, Kg, Cg): E = 16 for F(2x2, 3x3), 36 for F(2x2, 5x5)."""
+def _winograd(y, x, u, b, has_bias, pad, nc, chunks, chunks_per_run):
+    """u (groups, E, Kg, Cg): E = 16 for F(2x2, 3x3), 36 for F(2x2, 5x5). One task per run of
+    chunks_per_run consecutive chunks, its scratch allocated once for the run: V and M of a chunk
+    take several MB (20 MB for conv2 at 227 px), which, allocated per chunk, came back from the
+    system as fresh pages to be zeroed on first touch every time."""
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     groups, E, Kg, Cg = u.shape[0], u.shape[1], u.shape[2], u.shape[3]
     block = 4 if E == 16 else 6
     P, Q = y.shape[2], y.shape[3]
     TP, TQ = (P + 1) // 2, (Q + 1) // 2
     pitch = padded_pitch(nc * TP * TQ)
-    for task in prange(chunks):
-        n0 = task * nc
-        m_images = min(nc, N - n0)
+    for run in prange((chunks + chunks_per_run - 1) // chunks_per_run):
         v_stride = spread_stride(Cg * pitch)
         m_stride = spread_stride(Kg * pitch)
         v = np.empty(E * v_stride, dtype=np.float32)
         m = np.empty(E * m_stride, dtype=np.float32)
         padded = np.empty((2 * TP + block - 2, 2 * TQ + block - 2), dtype=np.float32)
-        for g in range(groups):
-            _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
-            for e in range(E):
-                gemm_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, UNIT_STRIDE,
-                            v[e * v_stride :], pitch, UNIT_STRIDE, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
-            if block == 4:
-                _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
-            else:
-                _output_transform5(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
+        for chunk in range(run * chunks_per_run, min(chunks, (run + 1) * chunks_per_run)):
+            n0 = chunk * nc
+            m_images = min(nc, N - n0)
+            for g in range(groups):
+                _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
+                for e in range(E):
+                    gemm_serial(m[e * m_stride :], pitch, u[g, e].reshape(-1), Cg, UNIT_STRIDE,
+                                v[e * v_stride :], pitch, UNIT_STRIDE, Kg, pitch, Cg, np.float32(1.0), np.float32(0.0))
+                if block == 4:
+                    _output_transform(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
+                else:
+                    _output_transform5(y, m, m_stride, pitch, b, has_bias, n0, m_images, g * Kg, Kg, TP, TQ)
 
 
 # ---------------------------------------------------------------------------------------------
 # Backward filter: the gradient of the transformed filter G w G^T is sum_t (B^T d B) * (A dY A^T)
 # (dY the 2x2 block of dy at tile t), so dw = G^T [ sum_t (A dY A^T) * (B^T d B) ] G, summed over
-# the tiles of every image: per position e, a dot-product GEMM over the tiles,
+# the tiles of every image: per position e, a GEMM whose reduction runs over the tiles,
 #     S[e] (Kg, Cg) += Z[e] (Kg, T) @ V[e] (Cg, T).T,    Z[e] = (A dY A^T)[e // a, e % a].
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _a_column(y0, y1, block):
-    """A y for a 2-vector y: (y0, y0 + y1, y0 - y1, -y1) for 4x4 blocks, (y0, y0 + y1, y0 - y1,
-    y0 + 2 y1, y0 - 2 y1, y1) for 6x6."""
+@njit(cache=True, nogil=True)
+def _a_rows(out, at, stride, y0, y1, block, T):
+    """out[at + r*stride + t] = (A y)[r] for the 2-vector y = (y0[t], y1[t]), t < T, r < block:
+    A y = (y0, y0 + y1, y0 - y1, -y1) for 4x4 blocks, (y0, y0 + y1, y0 - y1, y0 + 2 y1, y0 - 2 y1, y1)
+    for 6x6. Each row is a loop along t over a slice (indices the compiler sees are not negative,
+    so it vectorises the loop)."""
     two = np.float32(2.0)
+    o0, o1, o2 = out[at : at + T], out[at + stride : at + stride + T], out[at + 2 * stride : at + 2 * stride + T]
+    for t in range(T):
+        o0[t] = y0[t]
+        o1[t] = y0[t] + y1[t]
+        o2[t] = y0[t] - y1[t]
+    o3 = out[at + 3 * stride : at + 3 * stride + T]
     if block == 4:
-        return y0, y0 + y1, y0 - y1, -y1, np.float32(0.0), np.float32(0.0)
-    return y0, y0 + y1, y0 - y1, y0 + two * y1, y0 - two * y1, y1
+        for t in range(T):
+            o3[t] = -y1[t]
+        return
+    o4, o5 = out[at + 4 * stride : at + 4 * stride + T], out[at + 5 * stride : at + 5 * stride + T]
+    for t in range(T):
+        o3[t] = y0[t] + two * y1[t]
+        o4[t] = y0[t] - two * y1[t]
+        o5[t] = y1[t]
 
 
 @njit(cache=True, nogil=True)
 def _dy_transform(z, e_stride, pitch, dy, n0, nc, k0, Kg, TP, TQ, block):
     """z[e*e_stride + kk*pitch + t] = (A dY A^T)[e // block, e % block], dY = the 2x2 block of
-    dy[n0 + i, k0 + kk] at tile t (0 outside P x Q); 0 for t >= T."""
+    dy[n0 + i, k0 + kk] at tile t (0 outside P x Q); 0 for t >= T. Per output channel, the four
+    values of every tile's dY are gathered into rows, then A dY and (A dY) A^T are computed along
+    the tiles, where z's rows are contiguous (tile by tile, a tile's values lie e_stride apart)."""
     P, Q = dy.shape[2], dy.shape[3]
     T = nc * TP * TQ
-    col0 = np.empty(6, dtype=np.float32)
-    col1 = np.empty(6, dtype=np.float32)
+    zero = np.float32(0.0)
+    corners = np.empty((4, T), dtype=np.float32)  # corners[2a + j, t] = dY[a, j] of tile t
+    columns = np.empty(block * 2 * T, dtype=np.float32)  # columns[r*2T + j*T + t] = (A dY)[r, j]
     for kk in range(Kg):
         for i in range(nc):
             plane = dy[n0 + i, k0 + kk]
             for tp in range(TP):
+                p0 = 2 * tp
+                t0 = (i * TP + tp) * TQ
                 for tq in range(TQ):
-                    p0, q0 = 2 * tp, 2 * tq
-                    zero = np.float32(0.0)
-                    y00 = plane[p0, q0]
-                    y01 = plane[p0, q0 + 1] if q0 + 1 < Q else zero
-                    y10 = plane[p0 + 1, q0] if p0 + 1 < P else zero
-                    y11 = plane[p0 + 1, q0 + 1] if p0 + 1 < P and q0 + 1 < Q else zero
-                    # columns of A dY, then each row of that times A^T
-                    col0[0], col0[1], col0[2], col0[3], col0[4], col0[5] = _a_column(y00, y10, block)
-                    col1[0], col1[1], col1[2], col1[3], col1[4], col1[5] = _a_column(y01, y11, block)
-                    o = kk * pitch + (i * TP + tp) * TQ + tq
-                    for r in range(block):
-                        z0, z1, z2, z3, z4, z5 = _a_column(col0[r], col1[r], block)
-                        at = o + block * r * e_stride
-                        z[at], z[at + e_stride], z[at + 2 * e_stride], z[at + 3 * e_stride] = z0, z1, z2, z3
-                        if block == 6:
-                            z[at + 4 * e_stride], z[at + 5 * e_stride] = z4, z5
+                    q0 = 2 * tq
+                    corners[0, t0 + tq] = plane[p0, q0]
+                    corners[1, t0 + tq] = plane[p0, q0 + 1] if q0 + 1 < Q else zero
+                    corners[2, t0 + tq] = plane[p0 + 1, q0] if p0 + 1 < P else zero
+                    corners[3, t0 + tq] = plane[p0 + 1, q0 + 1] if p0 + 1 < P and q0 + 1 < Q else zero
+        for j in range(2):
+            _a_rows(columns, j * T, 2 * T, corners[j], corners[2 + j], block, T)
+        for r in range(block):
+            _a_rows(z, block * r * e_stride + kk * pitch, e_stride, columns[r * 2 * T : r * 2 * T + T],
+                    columns[r * 2 * T + T : (r + 1) * 2 * T], block, T)
         _zero_tails(z, e_stride, block * block, kk * pitch + T, (kk + 1) * pitch)
 
 
@@ -425,8 +464,12 @@ def _winograd_filter(s_parts, x, dy, pad, nc, chunks, chunks_per_part):
                 _transform_input(v, v_stride, pitch, padded, x, n0, m_images, g * Cg, Cg, pad, TP, TQ, block)
                 _dy_transform(z, z_stride, pitch, dy, n0, m_images, g * Kg, Kg, TP, TQ, block)
                 for e in range(E):
-                    gemm_nt_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch,
-                                   v[e * v_stride :], pitch, Kg, Cg, pitch, np.float32(1.0), beta)
+                    # S[e] (Kg, Cg) += Z[e] (Kg, T) @ V[e] (Cg, T).T on the packed kernel, V read through
+                    # transposed strides: on conv2-5's shapes (256-384 x 96-384 outputs, 128-784 tiles) it ran
+                    # 1.2-1.3x faster than the dot-product form.
+                    gemm_serial(s_parts[part, g, e].reshape(-1), Cg, z[e * z_stride :], pitch, UNIT_STRIDE,
+                                v[e * v_stride :], UNIT_STRIDE, pitch, Kg, Cg, m_images * TP * TQ,
+                                np.float32(1.0), beta)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -506,7 +549,9 @@ def winograd_backward_data(dx, w, dy, pad, groups):
 def _run(y, x, u, b, has_bias, pad):
     N = x.shape[0]
     nc = _images_per_chunk(N, y.shape[2], y.shape[3])
-    _winograd(y, x, u, b, has_bias, pad, nc, (N + nc - 1) // nc)
+    chunks = (N + nc - 1) // nc
+    chunks_per_run, _ = split_into_parts(chunks)
+    _winograd(y, x, u, b, has_bias, pad, nc, chunks, chunks_per_run)
 
 
 def _images_per_chunk(N, P, Q):
