@@ -28,8 +28,9 @@ from numba import njit, prange
 
 from .gemm import MR, UNIT_STRIDE, gemm_serial
 
-# Rows of c per task: a whole number of register tiles; conv3-5's 256-384 channels give 3-4
-# blocks per position, 27-36 tasks for two threads over a 3x3 map.
+# Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
+# AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks per position, 18-54 tasks for two
+# threads over a 3x3 map.
 KBLOCK = 16 * MR
 
 
