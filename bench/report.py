@@ -85,7 +85,8 @@ def format_table(rows, bandwidth_gbs: Optional[float] = None) -> str:
              " convolution (on the CPU refnet computes conv2-conv5 by Winograd's algorithm, with fewer)."]
     if bandwidth_gbs:
         notes.append(f"x stream = ms / (bytes read + written once at the measured copy bandwidth "
-                     f"{bandwidth_gbs:.1f} GB/s); the target for memory-bound ops is <= 2.")
+                     f"{bandwidth_gbs:.1f} GB/s); the targets: "
+                     + ", ".join(f"{op} <= {limit:g}" for op, limit in MAX_X_STREAM.items()) + ".")
     return "\n".join(notes + [""] + out)
 
 
