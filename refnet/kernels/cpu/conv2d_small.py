@@ -18,7 +18,7 @@ Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the w
 im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
 image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
 inside its K (filter gradient).
-Work is shared out as (output position or tap) x (block of KBLOCK output channels): every value
+Work is shared out as (output column q or tap) x (block of KBLOCK output channels): every value
 of y, dx, dw is written by one task, each as a fixed sequence of GEMMs, so results do not depend
 on the thread count.
 """
@@ -26,11 +26,11 @@ on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import MR, UNIT_STRIDE, gemm_serial
+from .gemm import MR, UNIT_STRIDE, gemm_serial, gemm_serial_packed, packed_a
 
 # Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
-# AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks per position, 18-54 tasks for two
-# threads over a 3x3 map.
+# AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks, so 6-18 tasks for two threads over the
+# 3 columns of a 3x3 map (forward) and 18-54 over its 9 taps (weight gradient).
 KBLOCK = 16 * MR
 
 
@@ -61,27 +61,35 @@ def _task_block(task, groups, Kg):
 
 @njit(parallel=True, cache=True, nogil=True)
 def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
-    """yt (P, Q, K, N) = the convolution without bias, one task per (position, channel block)."""
+    """yt (P, Q, K, N) = the convolution without bias, one task per (output column q, channel
+    block). Each filter row r's taps that touch column q make one op(a), packed once and multiplied
+    by the input of every output row p whose input row is inside: with N = the batch, packing op(a)
+    costs about as much as its product, so each packing serves up to R products. Every output
+    (p, q) still sums its GEMMs in the order r, then s."""
     Cg, Kg = C // groups, K // groups
-    for task in prange(P * Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
-        pq, k0, rows = _task_block(task, groups, Kg)
-        p, q = pq // Q, pq % Q
+    for task in prange(Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
+        q, k0, rows = _task_block(task, groups, Kg)
         g = k0 // Kg
-        c_at = (pq * K + k0) * N
         s_lo, s_hi = max(0, pad - q), min(S, W + pad - q)
         run = max(1, s_hi - s_lo) if groups == 1 else 1  # range() needs a step of 1 or more
-        beta = np.float32(0.0)
+        written = np.zeros(P, dtype=np.bool_)
         for r in range(R):
-            h = p - pad + r
-            if h < 0 or h >= H:
+            p_lo, p_hi = max(0, pad - r), min(P, H + pad - r)  # rows p whose input row h is inside
+            if p_hi <= p_lo:
                 continue
             for s in range(s_lo, s_hi, run):
                 w0 = q - pad + s
-                gemm_serial(yt[c_at:], N, wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, UNIT_STRIDE,
-                            xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, rows, N, run * Cg, np.float32(1.0), beta)
-                beta = np.float32(1.0)
-        if beta == np.float32(0.0):  # no tap touches the image
-            yt[c_at : c_at + rows * N] = np.float32(0.0)
+                ap = packed_a(wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, UNIT_STRIDE, rows, run * Cg)
+                for p in range(p_lo, p_hi):
+                    h = p - pad + r
+                    beta = np.float32(1.0) if written[p] else np.float32(0.0)
+                    gemm_serial_packed(yt[((p * Q + q) * K + k0) * N :], N, ap, rows, run * Cg,
+                                       xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, N, np.float32(1.0), beta)
+                    written[p] = True
+        for p in range(P):
+            if not written[p]:  # no tap touches the image
+                c_at = ((p * Q + q) * K + k0) * N
+                yt[c_at : c_at + rows * N] = np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)

@@ -358,9 +358,23 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p a[i*sa_i + p*sa_p] * b[p*sb_p + j*sb_j] + beta * c[i*ldc + j]: the
     packed GEMM on the calling thread, for callers that share out whole GEMMs over the threads
     (conv2d, per chunk of images) and hand over slices of larger buffers with any strides."""
+    ap = packed_a(a, sa_i, sa_p, M, K)
+    gemm_serial_packed(c, ldc, ap, M, K, b, sb_p, sb_j, N, alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def packed_a(a, sa_i, sa_p, M, K):
+    """op(a)[i, p] = a[i*sa_i + p*sa_p] (M x K) packed on the calling thread, as `gemm_serial_packed`
+    reads it: for a caller that multiplies one op(a) by several op(b)."""
     ap = np.empty(_a_panels(M, K) * KC * MR, dtype=np.float32)
     for t in range(_a_panels(M, K)):
         _pack_a_panel_number(ap, a, sa_i, sa_p, M, K, t)
+    return ap
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def gemm_serial_packed(c, ldc, ap, M, K, b, sb_p, sb_j, N, alpha, beta):
+    """`gemm_serial` with op(a) already packed (`packed_a`): the same sums in the same order."""
     # op(b)'s slice only as wide as c (conv2d_small's GEMMs have N = the batch: a full-width
     # scratch is a large allocation per call).
     bp = np.empty((min(N, NB) + NR - 1) // NR * NR * KC, dtype=np.float32)
