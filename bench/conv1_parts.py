@@ -17,9 +17,9 @@ Each call starts 0.2 s after the previous one, as in `refnet bench`.
 import argparse
 import time
 
-import numba
 import numpy as np
 
+from bench.timing import time_in_turns
 from refnet.kernels.cpu import conv2d as kernels
 from refnet.kernels.cpu.gemm import gemm_nt_serial, padded_pitch
 
@@ -83,7 +83,6 @@ def main(argv=None):
             variants[f"{name} fwd, {threads} thr"] = (threads, lambda f=forward: f(y, x, w, b, STRIDE, PAD, 1))
             variants[f"{name} dw+db, {threads} thr"] = (
                 threads, lambda g=backward: g(None, dw, db, x, w, dy, STRIDE, PAD, 1))
-    torch = None
     if not args.no_torch:
         import torch
 
@@ -94,7 +93,6 @@ def main(argv=None):
             variants[f"torch dw+db, {threads} thr"] = (-threads, lambda: torch.ops.aten.convolution_backward(
                 dyt, xt, wt, [K], [STRIDE] * 2, [PAD] * 2, [1, 1], False, [0, 0], 1, [False, True, True]))
 
-    saved_threads = numba.get_num_threads()
     # Warm-up (compiles), and the paths checked against each other.
     results = {}
     for name in args.paths.split(","):
@@ -109,28 +107,8 @@ def main(argv=None):
               f"|ddw| max {np.abs(dw1 - dw2).max() / scale(dw1):.1e} (relative to the largest value)")
     _im2col_stages(y, x, w, b)
 
-    walls = {name: [] for name in variants}
-    cpus = {name: [] for name in variants}
     stages = []
-    for _ in range(args.repeat):
-        for name, variant in variants.items():
-            if variant is None:
-                numba.set_num_threads(1)
-                stages.append(_im2col_stages(y, x, w, b))
-                continue
-            threads, run = variant
-            # As refnet bench: a pause, so that the previous call's threading runtime (OpenMP
-            # threads spin a while after a parallel region) is idle before this one starts.
-            time.sleep(0.2)
-            if threads > 0:
-                numba.set_num_threads(threads)
-            else:
-                torch.set_num_threads(-threads)
-            w0, c0 = time.perf_counter(), time.process_time()
-            run()
-            walls[name].append(time.perf_counter() - w0)
-            cpus[name].append(time.process_time() - c0)
-    numba.set_num_threads(saved_threads)
+    walls, cpus = time_in_turns(variants, args.repeat, lambda name: stages.append(_im2col_stages(y, x, w, b)))
 
     print(f"conv1 at {H} px, batch {N}: x {x.shape} -> y {y.shape}; medians of {args.repeat} rounds")
     total = {k: np.median([s[k] for s in stages]) for k in stages[0]}

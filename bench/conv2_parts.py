@@ -17,9 +17,9 @@ Each call starts 0.2 s after the previous one, as in `refnet bench`.
 import argparse
 import time
 
-import numba
 import numpy as np
 
+from bench.timing import time_in_turns
 from refnet.kernels.cpu import conv2d as kernels
 from refnet.kernels.cpu import conv2d_winograd as wino
 from refnet.kernels.cpu.gemm import UNIT_STRIDE, gemm_serial, padded_pitch
@@ -131,7 +131,6 @@ def main(argv=None):
                 threads, lambda g=backward: g(None, dw, db, x, w, dy, STRIDE, PAD, groups))
             variants[f"{name} dx+dw+db, {threads} thr"] = (
                 threads, lambda g=backward: g(dx, dw, db, x, w, dy, STRIDE, PAD, groups))
-    torch = None
     if not args.no_torch:
         import torch
 
@@ -147,7 +146,6 @@ def main(argv=None):
             variants[f"torch dw+db, {threads} thr"] = (-threads, torch_backward([False, True, True]))
             variants[f"torch dx+dw+db, {threads} thr"] = (-threads, torch_backward([True, True, True]))
 
-    saved_threads = numba.get_num_threads()
     # Warm-up (compiles), and the paths checked against the first.
     results = {}
     for name in names:
@@ -163,29 +161,15 @@ def main(argv=None):
     _forward_stages(y, x, u, b, groups)
     _filter_stages(x, dy, s, groups)
 
-    walls = {name: [] for name in variants}
-    cpus = {name: [] for name in variants}
     fwd_stages, dw_stages = [], []
-    for _ in range(args.repeat):
-        for name, variant in variants.items():
-            if variant is None:
-                numba.set_num_threads(1)
-                if name.startswith("winograd fwd"):
-                    fwd_stages.append(_forward_stages(y, x, u, b, groups))
-                else:
-                    dw_stages.append(_filter_stages(x, dy, s, groups))
-                continue
-            threads, run = variant
-            time.sleep(0.2)  # as refnet bench: the previous call's threading runtime idle first
-            if threads > 0:
-                numba.set_num_threads(threads)
-            else:
-                torch.set_num_threads(-threads)
-            w0, c0 = time.perf_counter(), time.process_time()
-            run()
-            walls[name].append(time.perf_counter() - w0)
-            cpus[name].append(time.process_time() - c0)
-    numba.set_num_threads(saved_threads)
+
+    def run_stages(name):
+        if name.startswith("winograd fwd"):
+            fwd_stages.append(_forward_stages(y, x, u, b, groups))
+        else:
+            dw_stages.append(_filter_stages(x, dy, s, groups))
+
+    walls, cpus = time_in_turns(variants, args.repeat, run_stages)
 
     print(f"conv2 at {args.input_size} px, batch {N}, groups {groups}: x {x.shape} -> y {y.shape}; "
           f"medians of {args.repeat} rounds; one core's peak taken as {peak:.0f} GFLOP/s")

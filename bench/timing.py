@@ -92,6 +92,42 @@ def time_interleaved(fns, repeat: int, warmup: int = 1, budget_s: float = 20.0, 
     return [Timing(statistics.median(s), s) for s in samples]
 
 
+def time_in_turns(variants, repeat: int, stages=None, pause_s: float = 0.2):
+    """Rounds of every variant in turn, for the stage-by-stage scripts (bench/conv1_parts.py,
+    bench/conv2_parts.py). variants: name -> (threads, fn) or None. (threads, fn): after a pause of
+    pause_s (as refnet bench: the previous call's threading runtime idle first) fn() runs on
+    `threads` numba threads, or on -threads torch threads, and its wall-clock and process CPU
+    seconds are recorded. None: stages(name) runs on one numba thread (its per-stage timing is the
+    caller's). Returns (walls, cpus), name -> list of seconds; numba's thread count is restored."""
+    import numba
+
+    saved_threads = numba.get_num_threads()
+    walls = {name: [] for name in variants}
+    cpus = {name: [] for name in variants}
+    try:
+        for _ in range(repeat):
+            for name, variant in variants.items():
+                if variant is None:
+                    numba.set_num_threads(1)
+                    stages(name)
+                    continue
+                threads, run = variant
+                time.sleep(pause_s)
+                if threads > 0:
+                    numba.set_num_threads(threads)
+                else:
+                    import torch
+
+                    torch.set_num_threads(-threads)
+                w0, c0 = time.perf_counter(), time.process_time()
+                run()
+                walls[name].append(time.perf_counter() - w0)
+                cpus[name].append(time.process_time() - c0)
+    finally:
+        numba.set_num_threads(saved_threads)
+    return walls, cpus
+
+
 def time_events(fn, repeat: int, make_event, elapsed_ms, warmup: int = 2, budget_s: float = 10.0,
                 min_repeat: int = 5) -> Timing:
     """Median milliseconds of `fn(i)` between two GPU events around each call.
