@@ -159,15 +159,15 @@ def test_winograd_is_chosen_only_for_what_its_kernels_compute():
                         assert stride == 1 and R in (3, 5), (N, R, stride, P)
 
 
-# Around the Winograd thresholds in output size and batch: the dispatcher's choice, whichever it
-# is, gives the direct loops' result.
+# Around the small-output and Winograd thresholds in output size and batch: the dispatcher's
+# choice, whichever it is, gives the direct loops' result.
 DISPATCH_GEOMETRIES = [(N, 3, P, P, 4, R, R, 1, R // 2, 1) for R in (3, 5) for P in (3, 5, 6, 7, 9) for N in (1, 16)]
 
 
-def test_dispatch_geometries_reach_both_paths():
-    chosen = {kernels.winograd_applies(np.empty((K, C, R, S)), stride, (N, K, H, W))
+def test_dispatch_geometries_reach_the_small_and_winograd_paths():
+    chosen = {kernels.conv_path(np.empty((K, C, R, S)), stride, (N, K, H, W))
               for N, C, H, W, K, R, S, stride, pad, groups in DISPATCH_GEOMETRIES}
-    assert chosen == {True, False}
+    assert {"small", "winograd"} <= chosen
 
 
 @pytest.mark.parametrize("N, C, H, W, K, R, S, stride, pad, groups", DISPATCH_GEOMETRIES)
@@ -190,7 +190,8 @@ def test_im2col_kernels_match_direct_loops(rng, N, C, H, W, K, R, S, stride, pad
 
 # The small-output path (stride 1): AlexNet's 3x3 maps with padding 1 (corner, edge and centre
 # positions touch 4, 6 and 9 taps), groups, 5x5 filters, a 1x1 filter with padding (positions that
-# touch no tap: bias only), more output channels than one task's block, an output of one pixel.
+# touch no tap: bias only), more output channels than one task's block, an output of one pixel,
+# channel counts that fill the filter re-layout's 16 x 16 register blocks, whole and with edges.
 SMALL_GEOMETRIES = [
     (3, 5, 3, 3, 7, 3, 3, 1, 1, 1),
     (2, 4, 3, 3, 6, 3, 3, 1, 1, 2),
@@ -199,6 +200,8 @@ SMALL_GEOMETRIES = [
     (2, 3, 3, 3, 4, 1, 1, 1, 1, 1),
     (2, 6, 3, 3, 130, 3, 3, 1, 1, 2),
     (1, 2, 3, 3, 3, 3, 3, 1, 0, 1),
+    (2, 32, 3, 3, 48, 3, 3, 1, 1, 1),
+    (2, 34, 3, 3, 40, 3, 3, 1, 1, 2),
 ]
 
 
@@ -246,7 +249,9 @@ def test_gather_kernels_do_not_depend_on_the_threads(rng):
 
 @pytest.mark.parametrize("N, K, Cg, R, stride, P, expected", [
     (32, 384, 256, 3, 1, 3, "small"),     # conv3-5 at 67
-    (32, 256, 48, 5, 1, 7, "winograd"),   # conv2 at 67 (paper variant)
+    (32, 256, 48, 5, 1, 7, "small"),      # conv2 at 67 (paper variant)
+    (32, 256, 96, 5, 1, 9, "winograd"),   # conv2 at 9x9 maps
+    (32, 384, 384, 3, 1, 5, "small"),     # conv3-5 at 5x5 maps
     (32, 384, 256, 3, 1, 13, "winograd"), # conv3-5 at 227
     (32, 96, 3, 11, 4, 15, "gather"),     # conv1 at 67
     (32, 96, 3, 11, 4, 55, "gather"),     # conv1 at 227

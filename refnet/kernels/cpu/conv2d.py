@@ -28,10 +28,9 @@ own chunks (one parallel region per call instead of one per GEMM; the many small
 milliseconds each when the two cores are shared with other processes). Every element of y and dx
 belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order, and the parts
 are then added in order, so results are bit-identical run to run whatever the thread count.
-The 3x3 and 5x5 stride-1 convolutions with outputs of 7x7 and more (AlexNet's conv2-conv5 at 227),
-forward and both backward passes, go to conv2d_winograd.py instead (1.5-1.8x faster on those
-layers; see winograd_applies), stride-1 outputs of at most 3x3 (conv3-5 at 67 px) to
-conv2d_small.py, and filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which
+Stride-1 outputs of at most 7x7 (conv2-5 at 67 px) go to conv2d_small.py instead; the larger
+3x3 and 5x5 stride-1 convolutions (AlexNet's conv2-conv5 at 227), forward and both backward
+passes, to conv2d_winograd.py (1.5-1.8x faster on those layers; see winograd_applies); and filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which
 reads x in place instead of through patches; its data gradient, when asked for, is `_backward`'s
 with the weight gradient left out (see conv_path). `conv2d_forward_im2col` and
 `conv2d_backward_im2col` remain callable for every geometry, as do `conv2d_forward_gather` and
@@ -300,11 +299,11 @@ def winograd_applies(w, stride, y_shape):
 
 
 # Outputs of at most this size in both directions (stride 1) go by output positions
-# (conv2d_small.py). Measured on the 3x3 maps of conv3-5 at 67 px, batch 32, one thread's CPU
-# time against im2col: weight gradient 1.4-1.7x faster, data gradient 1.0-1.5x, forward a wash
-# (0.9-1.1x; it shares the data gradient's kernel); conv2's 7x7 map stays with Winograd (small
-# path 0.9x forward).
-SMALL_MAX_OUTPUT = 3
+# (conv2d_small.py), ahead of Winograd. Measured at batch 32 on two threads (Zen 3,
+# bench/results/cpu-amd-epyc-zen3.md, "Small outputs"): 3x3 filters on 5x5 maps 1.5x faster than
+# Winograd both ways, on 7x7 maps the same, on 13x13 1.5x slower; conv2's 5x5 filters on its 7x7
+# map at 67 px 1.2-1.4x faster forward and 1.0-1.2x backward, on 9x9 maps 0.9x.
+SMALL_MAX_OUTPUT = 7
 
 # Filters of at most this many taps (Cg*R*S) read x in place (conv2d_gather.py): one block of 16
 # output channels' filter, taps x 64 bytes, then stays in L1d while the x of a band of outputs
@@ -317,10 +316,10 @@ GATHER_MAX_TAPS = CACHES["L1d"] // (LANES * 4)
 
 def conv_path(w, stride, y_shape):
     """Which kernels take this layer: "winograd", "small", "gather" or "im2col"."""
-    if winograd_applies(w, stride, y_shape):
-        return "winograd"
     if stride == 1 and max(y_shape[2], y_shape[3]) <= SMALL_MAX_OUTPUT:
         return "small"
+    if winograd_applies(w, stride, y_shape):
+        return "winograd"
     if w.shape[1] * w.shape[2] * w.shape[3] <= GATHER_MAX_TAPS:
         return "gather"
     return "im2col"

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .gemm import MR, UNIT_STRIDE, gemm_serial, gemm_serial_packed, packed_a
+from .simd import LANES, vload, vstore, vtranspose16
 
 # Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
 # AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks, so 6-18 tasks for two threads over the
@@ -94,42 +95,72 @@ def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
 
 @njit(cache=True, nogil=True)
 def _to_nchw_with_bias(y, yt, b):
-    """y[n, k, p, q] = yt[p, q, k, n] + b[k]."""
+    """y[n, k, p, q] = yt[p, q, k, n] + b[k], reading yt along its rows (the loop in y's order, down
+    yt's columns, took 7 times as long)."""
     N, K, P, Q = y.shape
-    for n in range(N):
-        for k in range(K):
-            for p in range(P):
-                for q in range(Q):
-                    y[n, k, p, q] = yt[((p * Q + q) * K + k) * N + n] + b[k]
+    PQ = P * Q
+    flat = y.reshape(y.size)  # a view: numba's reshape refuses a non-contiguous array
+    for k in range(K):
+        for pq in range(PQ):
+            src = yt[(pq * K + k) * N : (pq * K + k + 1) * N]
+            for n in range(N):
+                flat[(n * K + k) * PQ + pq] = src[n] + b[k]
 
 
 @njit(cache=True, nogil=True)
-def _filter_by_taps(wt, w, flip, groups):
-    """wt (Kout, R, S, Cin) from w (K, Cg, R, S): as it is (Kout = K), or turned 180 degrees with
-    its channels swapped within each group (Kout = C = groups*Cg, Cin = Kg), for the data gradient."""
+def _filter_by_taps(wt, w):
+    """wt (K, R, S, Cg, flat) from w (K, Cg, R, S): per output channel a (Cg, taps) matrix
+    turned into (taps, Cg), written along its rows (written across them, the copy cost a third of
+    conv4's forward: bench/results/cpu-amd-epyc-zen3.md, "Filter layouts")."""
     K, Cg, R, S = w.shape
-    Kg = K // groups
+    taps, size = R * S, Cg * R * S
+    flat = w.reshape(w.size)
     for k in range(K):
-        g = k // Kg
-        for c in range(Cg):
-            for r in range(R):
-                for s in range(S):
-                    if flip:
-                        at = (((g * Cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)) * Kg + (k - g * Kg)
-                    else:
-                        at = ((k * R + r) * S + s) * Cg + c
-                    wt[at] = w[k, c, r, s]
+        src = flat[k * size : (k + 1) * size]
+        dst = wt[k * size : (k + 1) * size]
+        for t in range(taps):
+            for c in range(Cg):
+                dst[t * Cg + c] = src[c * taps + t]
+
+
+@njit(cache=True, nogil=True)
+def _flipped_filter_by_taps(wt, w, groups):
+    """wt (C, R, S, Kg, flat) = w (K, Cg, R, S) turned 180 degrees with its channels swapped within
+    each group (C = groups*Cg), for the data gradient. Per group, w is a (Kg, Cg*taps) matrix whose
+    transpose is wt's group but for the order of the taps (t -> taps-1-t): 16 x 16 blocks are
+    transposed in registers and each row stored where its tap goes; the edges value by value."""
+    K, Cg, R, S = w.shape
+    Kg, taps = K // groups, R * S
+    cols = Cg * taps
+    flat = w.reshape(w.size)
+    tile = np.empty(LANES * LANES, np.float32)
+    whole_rows, whole_cols = Kg // LANES * LANES, cols // LANES * LANES
+    for g in range(groups):
+        a0, d0 = g * Kg * cols, g * Cg * taps * Kg
+        for i in range(0, whole_rows, LANES):
+            for j in range(0, whole_cols, LANES):
+                vtranspose16(flat, a0 + i * cols + j, cols, tile, 0, LANES)
+                for r in range(LANES):
+                    c, t = (j + r) // taps, (j + r) % taps
+                    vstore(wt, d0 + (c * taps + taps - 1 - t) * Kg + i, vload(tile, r * LANES))
+        for k in range(Kg):
+            for j in range(whole_cols if k < whole_rows else 0, cols):
+                c, t = j // taps, j % taps
+                wt[d0 + (c * taps + taps - 1 - t) * Kg + k] = flat[a0 + k * cols + j]
 
 
 @njit(cache=True, nogil=True)
 def _filter_from_taps(dw, dwt):
-    """dw[k, c, r, s] = dwt[r, s, k, c]."""
+    """dw (K, Cg, R, S) = dwt (R, S, K, Cg, flat), written along dw's rows."""
     K, Cg, R, S = dw.shape
+    taps, size = R * S, Cg * R * S
+    flat = dw.reshape(dw.size)  # a view: numba's reshape refuses a non-contiguous array
     for k in range(K):
-        for c in range(Cg):
-            for r in range(R):
-                for s in range(S):
-                    dw[k, c, r, s] = dwt[((r * S + s) * K + k) * Cg + c]
+        dst = flat[k * size : (k + 1) * size]
+        for t in range(taps):
+            src = dwt[(t * K + k) * Cg : (t * K + k + 1) * Cg]
+            for c in range(Cg):
+                dst[c * taps + t] = src[c]
 
 
 def _forward(y, x, wt, b, R, S, pad, groups):
@@ -146,7 +177,7 @@ def small_forward(y, x, w, b, pad, groups):
     """conv2d_forward, stride 1, by output positions (see the module doc)."""
     K, Cg, R, S = w.shape
     wt = np.empty(w.size, np.float32)
-    _filter_by_taps(wt, w, False, groups)
+    _filter_by_taps(wt, w)
     _forward(y, x, wt, b, R, S, pad, groups)
 
 
@@ -154,7 +185,7 @@ def small_backward_data(dx, w, dy, pad, groups):
     """dx of a stride-1 convolution: the forward of dy with the flipped filter, channels swapped."""
     K, Cg, R, S = w.shape
     wt = np.empty(w.size, np.float32)
-    _filter_by_taps(wt, w, True, groups)
+    _flipped_filter_by_taps(wt, w, groups)
     _forward(dx, dy, wt, np.zeros(dx.shape[1], np.float32), R, S, R - 1 - pad, groups)
 
 
