@@ -118,13 +118,14 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
     """
     from tqdm import tqdm
 
+    from .data.prefetch import depth_for as prefetch_depth_for
     from .distributed import World
 
     world = world or World()
     images_per_batch = max(1, batch_size // 10) if ten_crop else batch_size
     counter = ErrorCounter(len(dataset.classes))
     batches = dataset.batches(images_per_batch, train=False, crop=crop, ten_crop=ten_crop,
-                              part=(world.rank, world.size))  # fmt: skip
+                              part=(world.rank, world.size), prefetch_depth=prefetch_depth_for(net.device))  # fmt: skip
     total = -(-len(dataset) // images_per_batch)
     with tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for x, labels in bar:

@@ -550,8 +550,11 @@ class Trainer:
     def _train_batches(self):
         """This epoch's batches from `batch_in_epoch` on: the reader's batch b depends only on
         (seed, epoch, b), so skipping the first ones reproduces the rest exactly."""
+        from .data.prefetch import depth_for as prefetch_depth_for
+
         return self.train_set.batches(self.cfg.batch_size, train=True, crop=self.cfg.input_size,
                                       seed=self.cfg.seed, epoch=self.epoch, drop_last=True,
+                                      prefetch_depth=prefetch_depth_for(self.cfg.device),
                                       part=(self.world.rank, self.world.size), first_batch=self.batch_in_epoch)  # fmt: skip
 
     def _step(self, x, labels):

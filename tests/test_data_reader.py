@@ -492,3 +492,11 @@ def test_first_batch_starts_mid_epoch_with_the_same_batches(tmp_path):
         np.testing.assert_array_equal(yr, y)
     with pytest.raises(ValueError, match="first_batch"):
         ds.batches(4, first_batch=-1, **kwargs)
+
+
+def test_batches_are_prefetched_beside_a_gpu_only():
+    # on the CPU the batch's parallel kernel would share the cores with the network's kernels
+    from refnet.data.prefetch import depth_for
+
+    assert depth_for("cpu") == 0
+    assert depth_for("cuda") >= 1
