@@ -7,10 +7,12 @@ cache (every CPU kernel is `cache=True`) is warm when the run's first step comes
 
 Numba compiles a function on its first call, one function at a time on one core, and writes the
 result to its cache, which every later process loads instead of compiling. Two processes split the
-work (`PARTS`): "forward" runs the data pipeline, the forward pass with its loss and the
-evaluation passes on a tiny converted folder, then the finite check and the SGD update;
-"backward" runs the loss's gradient and every layer's backward pass on a workspace of zeros
-(valid pooling indices) without a forward pass, so both compile at once. They run at niceness
+work (`PARTS`): "forward" runs each convolution path's forward kernel first (the data gradients
+run them too), then the data pipeline, the forward pass with its loss and the evaluation passes
+on a tiny converted folder; "backward" runs the loss's gradient and every layer's backward pass
+on a workspace of zeros (valid pooling indices) without a forward pass, then the finite check and
+the SGD update, so both compile at once. Each kernel is compiled by one of them: the other reaches
+it later and loads it from the cache. They run at niceness
 +10, below the run's own work. Each process reports on stdout (one JSON object per line) when it
 starts compiling and, at its end, how many functions it compiled and in how many seconds; a warm
 cache compiles nothing and both end in seconds. `python -m refnet.commands.jit_warmup PART ...` is one
@@ -134,7 +136,8 @@ def _demo_net(input_size, num_classes):
 
 
 def warm_backward(input_size, num_classes, batch_size):
-    """The loss's gradient and every layer's backward pass, on zeros: no forward pass."""
+    """The loss's gradient, every layer's backward pass, the finite check and the SGD update, on
+    zeros: no forward pass."""
     import numpy as np
 
     from .. import ops
@@ -150,12 +153,36 @@ def warm_backward(input_size, num_classes, batch_size):
     x = np.zeros((batch_size, *net.layers[0].in_shape), np.float32)
     ops.softmax_cross_entropy_backward(ws.probs, np.zeros(batch_size, np.int32), out=ws.d_out[-1])
     net._backward(ws, x)
+    ops.all_finite(net.flat_grads)
+    ops.sgd_momentum_update(net.flat_params, net.flat_grads, net.flat_momentum, 0.01, 0.9, 5e-4)
+
+
+def warm_shared_convolution(input_size, num_classes, batch_size):
+    """The forward of the first convolution of each path (conv2d.conv_path), on zeros: the data gradient of a convolution runs its path's forward kernel, so the backward part
+    needs these kernels too, and loads them from the cache when this part has compiled them first
+    (each part compiled the small-output forward kernel itself before, about 7 s of CPU twice)."""
+    import numpy as np
+
+    from .. import ops
+    from ..kernels.cpu.conv2d import conv_path
+
+    net = _demo_net(input_size, num_classes)
+    seen = set()
+    for layer in reversed(net.layers):  # the order the backward part reaches them
+        if layer.kind != "conv":
+            continue
+        w, b = net.params[f"{layer.name}.weight"], net.params[f"{layer.name}.bias"]
+        path = conv_path(w, layer.stride, (batch_size, *layer.out_shape))
+        if path not in seen:
+            seen.add(path)
+            x = np.zeros((batch_size, *layer.in_shape), np.float32)
+            ops.conv2d_forward(x, w, b, layer.stride, layer.pad, layer.groups)
 
 
 def warm_forward(input_size, num_classes, batch_size, image_size):
     """The demo's data path and forward passes on a tiny folder: convert, training batches, a
     training-mode forward with its loss, the per-epoch validation and the final centre-crop and
-    10-crop evaluations; and the finite check and SGD update (the backward part is the longer)."""
+    10-crop evaluations. The convolutions' forward kernels come first (`warm_shared_convolution`)."""
     import contextlib
     import tempfile
 
@@ -165,6 +192,7 @@ def warm_forward(input_size, num_classes, batch_size, image_size):
     from ..synth import CLASSES, write_image_folder
     from ..trainer import open_datasets
 
+    warm_shared_convolution(input_size, num_classes, batch_size)
     with tempfile.TemporaryDirectory(prefix="refnet-warmup-") as tmp:
         images, data = os.path.join(tmp, "images"), os.path.join(tmp, "data")
         per_class = -(-batch_size // len(CLASSES))
@@ -183,8 +211,6 @@ def warm_forward(input_size, num_classes, batch_size, image_size):
             break
         for eval_batch, ten_crop in ((batch_size, False), (100, False), (100, True)):
             evaluate(net, val, crop=input_size, batch_size=eval_batch, ten_crop=ten_crop)
-    ops.all_finite(net.flat_grads)
-    ops.sgd_momentum_update(net.flat_params, net.flat_grads, net.flat_momentum, 0.01, 0.9, 5e-4)
 
 
 def main(argv=None):

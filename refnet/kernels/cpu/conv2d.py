@@ -365,9 +365,11 @@ def conv2d_backward_small(dx, dw, db, x, w, dy, stride, pad, groups):
     """conv2d_backward for stride 1, by output positions and filter taps (conv2d_small.py)."""
     if stride != 1:
         raise ValueError(f"conv2d_backward_small: stride must be 1, got {stride}")
+    # The filter gradient first: the data gradient runs the forward's kernel, which a cold first run
+    # compiles in its other warm-up process meanwhile (refnet/commands/jit_warmup.py).
+    small_backward_filter(dw, x, dy, pad, groups)
     if dx is not None:
         small_backward_data(dx, w, dy, pad, groups)
-    small_backward_filter(dw, x, dy, pad, groups)
     _bias_gradient(db, dy)
 
 
