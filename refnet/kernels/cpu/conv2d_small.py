@@ -11,6 +11,8 @@ Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the w
                for output (p, q) and filter row r (h = p - pad + r inside the image) the taps
                s_lo <= s < s_hi that touch it give one GEMM (groups == 1; one per tap otherwise):
                yt[p, q, g*Kg:(g+1)*Kg, :] += wt[g*Kg:, r, s_lo:s_hi, :] (Kg, run*Cg) @ xt[h, w_lo:w_hi, g*Cg:, :] (run*Cg, N)
+               wt is stored as the GEMM's packed op(a) (`_filter_panels`: groups of MR rows of wt,
+               MR values per K index), so no GEMM packs it.
     backward filter: xc (H, C, W, N), dyc (P, K, Q, N), dwt (R, S, K, Cg)
                for tap (r, s) and output row p whose input row is inside, the outputs q_lo <= q < q_hi
                whose input column is inside give one GEMM with a reduction over (q, n):
@@ -26,13 +28,14 @@ on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import MR, UNIT_STRIDE, gemm_serial, gemm_serial_packed, packed_a
-from .simd import LANES, vload, vstore, vtranspose16
+from .gemm import KC, MR, UNIT_STRIDE, gemm_serial, gemm_serial_packed
 
 # Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
 # AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks, so 6-18 tasks for two threads over the
 # 3 columns of a 3x3 map (forward) and 18-54 over its 9 taps (weight gradient).
 KBLOCK = 16 * MR
+# The filter panels keep each row group's K indices in turn: a K slice's panel is KC*MR values on.
+A_SLICE = np.int64(KC * MR)
 
 
 # The copies between layouts run on one thread: the maps are small (at most a few hundred KB), and
@@ -61,13 +64,14 @@ def _task_block(task, groups, Kg):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
+def _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
     """yt (P, Q, K, N) = the convolution without bias, one task per (output column q, channel
-    block). Each filter row r's taps that touch column q make one op(a), packed once and multiplied
-    by the input of every output row p whose input row is inside: with N = the batch, packing op(a)
-    costs about as much as its product, so each packing serves up to R products. Every output
-    (p, q) still sums its GEMMs in the order r, then s."""
+    block). The filter comes in the GEMM's panels (`_filter_panels`): with N = the batch, packing
+    op(a) per GEMM cost about as much as the product. Every output (p, q) sums its GEMMs in the
+    order r, then s."""
     Cg, Kg = C // groups, K // groups
+    row_groups = (Kg + MR - 1) // MR
+    a_group = np.int64(R * S * Cg * MR)
     for task in prange(Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
         q, k0, rows = _task_block(task, groups, Kg)
         g = k0 // Kg
@@ -80,12 +84,13 @@ def _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q):
                 continue
             for s in range(s_lo, s_hi, run):
                 w0 = q - pad + s
-                ap = packed_a(wt[((k0 * R + r) * S + s) * Cg :], R * S * Cg, UNIT_STRIDE, rows, run * Cg)
+                a_at = ((g * row_groups + (k0 - g * Kg) // MR) * R * S + r * S + s) * Cg * MR
                 for p in range(p_lo, p_hi):
                     h = p - pad + r
                     beta = np.float32(1.0) if written[p] else np.float32(0.0)
-                    gemm_serial_packed(yt[((p * Q + q) * K + k0) * N :], N, ap, rows, run * Cg,
-                                       xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, N, np.float32(1.0), beta)
+                    gemm_serial_packed(yt[((p * Q + q) * K + k0) * N :], N, wp[a_at:], a_group, A_SLICE, rows,
+                                       run * Cg, xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, N,
+                                       np.float32(1.0), beta)
                     written[p] = True
         for p in range(P):
             if not written[p]:  # no tap touches the image
@@ -108,45 +113,43 @@ def _to_nchw_with_bias(y, yt, b):
 
 
 @njit(cache=True, nogil=True)
-def _filter_by_taps(wt, w):
-    """wt (K, R, S, Cg, flat) from w (K, Cg, R, S): per output channel a (Cg, taps) matrix
-    turned into (taps, Cg), written along its rows (written across them, the copy cost a third of
-    conv4's forward: bench/results/cpu-amd-epyc-zen3.md, "Filter layouts")."""
-    K, Cg, R, S = w.shape
-    taps, size = R * S, Cg * R * S
-    flat = w.reshape(w.size)
-    for k in range(K):
-        src = flat[k * size : (k + 1) * size]
-        dst = wt[k * size : (k + 1) * size]
-        for t in range(taps):
-            for c in range(Cg):
-                dst[t * Cg + c] = src[c * taps + t]
-
-
-@njit(cache=True, nogil=True)
-def _flipped_filter_by_taps(wt, w, groups):
-    """wt (C, R, S, Kg, flat) = w (K, Cg, R, S) turned 180 degrees with its channels swapped within
-    each group (C = groups*Cg), for the data gradient. Per group, w is a (Kg, Cg*taps) matrix whose
-    transpose is wt's group but for the order of the taps (t -> taps-1-t): 16 x 16 blocks are
-    transposed in registers and each row stored where its tap goes; the edges value by value."""
+def _filter_panels(wp, w, groups, flip):
+    """The filter as `_forward_positions`' GEMMs read op(a), in the panels of the GEMM's register
+    tile (gemm_serial_packed, a_slice = KC*MR): per group g, per group rg of MR output channels of
+    the convolution run, its taps t = r*S + s, its input channels c, then the MR output channels,
+    zeros past the group's channels:
+        wp[(((g*RG + rg)*taps + t)*Cin + c)*MR + i] = wf[g*Kout + rg*MR + i, c, t],  RG = ceil(Kout / MR)
+    wf = w (Kout = Kg, Cin = Cg) for the forward; for the data gradient (flip) w turned 180 degrees
+    with its channels swapped within each group: wf[g*Cg + c', k, t] = w[g*Kg + k, c', taps-1-t]
+    (Kout = Cg, Cin = Kg). Each output channel's values are written in one pass (every MR-th value
+    of its row group's panels, which stay in L2), reading w along its rows."""
     K, Cg, R, S = w.shape
     Kg, taps = K // groups, R * S
-    cols = Cg * taps
+    k_out, c_in = (Cg, Kg) if flip else (Kg, Cg)
+    row_groups = (k_out + MR - 1) // MR
     flat = w.reshape(w.size)
-    tile = np.empty(LANES * LANES, np.float32)
-    whole_rows, whole_cols = Kg // LANES * LANES, cols // LANES * LANES
     for g in range(groups):
-        a0, d0 = g * Kg * cols, g * Cg * taps * Kg
-        for i in range(0, whole_rows, LANES):
-            for j in range(0, whole_cols, LANES):
-                vtranspose16(flat, a0 + i * cols + j, cols, tile, 0, LANES)
-                for r in range(LANES):
-                    c, t = (j + r) // taps, (j + r) % taps
-                    vstore(wt, d0 + (c * taps + taps - 1 - t) * Kg + i, vload(tile, r * LANES))
-        for k in range(Kg):
-            for j in range(whole_cols if k < whole_rows else 0, cols):
-                c, t = j // taps, j % taps
-                wt[d0 + (c * taps + taps - 1 - t) * Kg + k] = flat[a0 + k * cols + j]
+        for rg in range(row_groups):
+            out = wp[(g * row_groups + rg) * taps * c_in * MR : (g * row_groups + rg + 1) * taps * c_in * MR]
+            for i in range(MR):
+                o = rg * MR + i
+                if o >= k_out:
+                    for j in range(taps * c_in):
+                        out[j * MR + i] = np.float32(0.0)
+                elif flip:
+                    for c in range(c_in):  # w's taps of (k = c, c' = o) are side by side
+                        src = flat[((g * Kg + c) * Cg + o) * taps : ((g * Kg + c) * Cg + o + 1) * taps]
+                        for t in range(taps):
+                            out[(t * c_in + c) * MR + i] = src[taps - 1 - t]
+                else:
+                    src = flat[(g * Kg + o) * Cg * taps : (g * Kg + o + 1) * Cg * taps]
+                    for t in range(taps):
+                        for c in range(c_in):
+                            out[(t * c_in + c) * MR + i] = src[c * taps + t]
+
+
+def _panels_size(k_out, c_in, taps, groups):
+    return groups * (k_out + MR - 1) // MR * MR * taps * c_in
 
 
 @njit(cache=True, nogil=True)
@@ -163,30 +166,30 @@ def _filter_from_taps(dw, dwt):
                 dst[c * taps + t] = src[c]
 
 
-def _forward(y, x, wt, b, R, S, pad, groups):
+def _forward(y, x, wp, b, R, S, pad, groups):
     N, C, H, W = x.shape
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
     xt = np.empty(x.size, np.float32)
     _nchw_to_spatial(xt, x, False)
     yt = np.empty(y.size, np.float32)
-    _forward_positions(yt, xt, wt, H, W, C, N, K, R, S, pad, groups, P, Q)
+    _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q)
     _to_nchw_with_bias(y, yt, b)
 
 
 def small_forward(y, x, w, b, pad, groups):
     """conv2d_forward, stride 1, by output positions (see the module doc)."""
     K, Cg, R, S = w.shape
-    wt = np.empty(w.size, np.float32)
-    _filter_by_taps(wt, w)
-    _forward(y, x, wt, b, R, S, pad, groups)
+    wp = np.empty(_panels_size(K // groups, Cg, R * S, groups), np.float32)
+    _filter_panels(wp, w, groups, False)
+    _forward(y, x, wp, b, R, S, pad, groups)
 
 
 def small_backward_data(dx, w, dy, pad, groups):
     """dx of a stride-1 convolution: the forward of dy with the flipped filter, channels swapped."""
     K, Cg, R, S = w.shape
-    wt = np.empty(w.size, np.float32)
-    _flipped_filter_by_taps(wt, w, groups)
-    _forward(dx, dy, wt, np.zeros(dx.shape[1], np.float32), R, S, R - 1 - pad, groups)
+    wp = np.empty(_panels_size(Cg, K // groups, R * S, groups), np.float32)
+    _filter_panels(wp, w, groups, True)
+    _forward(dx, dy, wp, np.zeros(dx.shape[1], np.float32), R, S, R - 1 - pad, groups)
 
 
 @njit(parallel=True, cache=True, nogil=True)
