@@ -15,6 +15,8 @@ continues bit for bit (on the CPU):
 RUN_DIR holds config.json (settings and versions), metrics.jsonl (one JSON object per line:
 "kind" "step" every `log_every` steps, "epoch" after each epoch), ckpt-<epoch>.h5 (the last
 `keep`), latest.h5 (the newest state, also written every `save_every` steps and on SIGINT/SIGTERM).
+With keep = 0 no epoch checkpoint is written and latest.h5 only when the run ends (a crash then
+loses the run; the demo, whose epochs take seconds, saves the ~0.5 s per epoch that way).
 """
 
 import json
@@ -77,7 +79,7 @@ class TrainConfig:
     max_lr_drops: int = 3
     warmup_epochs: float = 0.0  # lr rises linearly from lr/W to lr over the first W steps (W = these epochs); 0 = none, as the paper
     save_every: int = 0  # also save latest.h5 every N steps (0: only at epoch ends)
-    keep: int = 3  # epoch checkpoints to keep
+    keep: int = 3  # epoch checkpoints to keep; 0: none, latest.h5 only when the run ends
     log_every: int = 20  # a metrics.jsonl "step" record every N steps
     max_steps: int = 0  # stop (saving) after this many total steps; 0 = no limit
     eval_batch_size: int = 0  # crops per evaluation forward pass; 0 = batch_size
@@ -516,8 +518,14 @@ class Trainer:
             self.epoch_totals = EpochTotals(len(self.classes))
 
     def _save_epoch(self, wall_seconds):
-        """ckpt-<epochs done>.h5 and latest.h5 (a hard link to it when the filesystem allows); rank 0."""
+        """ckpt-<epochs done>.h5 and latest.h5 (a hard link to it when the filesystem allows); rank 0.
+        With keep = 0, latest.h5 alone, after the last epoch."""
         if not self.world.is_root:
+            return
+        if self.cfg.keep == 0:
+            ends = self.epoch >= self.cfg.epochs or (self.cfg.max_steps and self.net.step >= self.cfg.max_steps)
+            if ends:
+                ckpt_io.save_checkpoint(self.latest_path, self._checkpoint(wall_seconds))
             return
         path = os.path.join(self.cfg.run_dir, ckpt_io.epoch_checkpoint_name(self.epoch))
         checkpoint = self._checkpoint(wall_seconds)
@@ -679,6 +687,8 @@ class Trainer:
                 self._save_epoch(wall())
                 self._say(_epoch_line(record))
                 if self._agree_to_stop(stop):
+                    if cfg.keep == 0:  # no epoch checkpoint was written
+                        self.save_latest(wall())
                     raise Interrupted(stop.signum)
                 if cfg.max_steps and self.net.step >= cfg.max_steps:
                     result["stopped"] = "max_steps"

@@ -78,6 +78,21 @@ def test_loss_goes_down_and_the_run_directory_is_complete(data_dir, tmp_path):
     assert latest.classes == ["c0", "c1", "c2"] and latest.mean_image.shape == (SIZE, SIZE, 3)
 
 
+def test_keep_0_writes_latest_once_at_the_end_with_the_same_parameters(data_dir, tmp_path, monkeypatch):
+    args = ("--epochs", "3", "--lr", "0.02", "--dropout", "0")
+    assert main(train_args(data_dir, tmp_path / "kept", *args)) == 0
+    written, real_save = [], ck.save_checkpoint
+    monkeypatch.setattr(ck, "save_checkpoint",
+                        lambda path, checkpoint: (written.append(os.path.basename(path)), real_save(path, checkpoint)))
+    assert main(train_args(data_dir, tmp_path / "none", *args, "--keep", "0")) == 0
+    assert written == ["latest.h5"]
+    assert sorted(p.name for p in (tmp_path / "none").iterdir() if p.suffix == ".h5") == ["latest.h5"]
+    none, kept = ck.load_checkpoint(tmp_path / "none" / "latest.h5"), ck.load_checkpoint(tmp_path / "kept" / "latest.h5")
+    assert (none.step, none.epoch) == (kept.step, kept.epoch) == (9, 3)
+    for name, value in kept.params.items():
+        np.testing.assert_array_equal(none.params[name], value)
+
+
 def test_kill_9_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
     """SIGKILL in the middle of step 5 (epoch 2, batch 2), inside a warmup of 6 steps; the same
     command then finishes the run."""

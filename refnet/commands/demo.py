@@ -218,7 +218,7 @@ def run(args) -> int:
         data=data, run_dir=run_dir, device="cpu", input_size=DEMO["input_size"], epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_steps=[s for s in args.lr_steps if s < args.epochs],
         warmup_epochs=min(args.warmup_epochs, args.epochs),
-        dropout=DEMO["dropout"], init=DEMO["init"], seed=args.seed, workers=args.workers, keep=1, log_every=5,
+        dropout=DEMO["dropout"], init=DEMO["init"], seed=args.seed, workers=args.workers, keep=0, log_every=5,
         progress=not args.quiet,
     )  # fmt: skip
     clock.start()
