@@ -243,18 +243,20 @@ def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
                          ra * PQ, rb * PQ, ahead_a, ahead_b)
 
 
+# The two forward paths are separate parallel functions: Numba compiles a function whole, so one
+# function holding both compiled the path the network never takes as well (its own parallel loop).
+@njit(parallel=True, cache=True, nogil=True)
+def _maxpool2d_forward_stride2(ys, ats, xs, size, H, W, P, Q):
+    NC = xs.size // (H * W)
+    for t in prange((NC + PLANES_PER_TASK - 1) // PLANES_PER_TASK):
+        r0 = t * PLANES_PER_TASK
+        _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, min(NC, r0 + PLANES_PER_TASK))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _maxpool2d_forward_planes(y, argmax, x, size, stride):
-    NC, H, W = x.shape
-    P, Q = y.shape[1], y.shape[2]
-    if stride == 2 and H * W < FLOAT_EXACT_INTS:
-        xs, ys, ats = x.reshape(NC * H * W), y.reshape(NC * P * Q), argmax.reshape(NC * P * Q)
-        for t in prange((NC + PLANES_PER_TASK - 1) // PLANES_PER_TASK):
-            r0 = t * PLANES_PER_TASK
-            _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, min(NC, r0 + PLANES_PER_TASK))
-    else:
-        for r in prange(NC):
-            _pool_plane(y[r], argmax[r], x[r], size, stride)
+    for r in prange(x.shape[0]):
+        _pool_plane(y[r], argmax[r], x[r], size, stride)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -279,9 +281,12 @@ def maxpool2d_forward(y, argmax, x, size, stride):
     """y, argmax (N, C, P, Q) from x (N, C, H, W); window size x size, step stride."""
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
-    _maxpool2d_forward_planes(
-        y.reshape(N * C, P, Q), argmax.reshape(N * C, P, Q), x.reshape(N * C, H, W), size, stride
-    )
+    if stride == 2 and H * W < FLOAT_EXACT_INTS:
+        _maxpool2d_forward_stride2(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), size, H, W, P, Q)
+    else:
+        _maxpool2d_forward_planes(
+            y.reshape(N * C, P, Q), argmax.reshape(N * C, P, Q), x.reshape(N * C, H, W), size, stride
+        )
 
 
 def maxpool2d_backward(dx, dy, argmax):
