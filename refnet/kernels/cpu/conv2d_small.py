@@ -17,6 +17,7 @@ Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the w
                for tap (r, s) and output row p whose input row is inside, the outputs q_lo <= q < q_hi
                whose input column is inside give one GEMM with a reduction over (q, n):
                dwt[r, s, g*Kg:, :] += dyc[p, g*Kg:, q_lo:q_hi, :] (Kg, run*N) @ xc[h, g*Cg:, w_lo:w_hi, :].T
+               xc and dyc are stored as the GEMM's packed operands (`_channel_panels`).
 im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
 image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
 inside its K (filter gradient).
@@ -28,7 +29,7 @@ on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import KC, MR, UNIT_STRIDE, gemm_serial, gemm_serial_packed
+from .gemm import KC, MR, NR, UNIT_STRIDE, gemm_serial_packed, gemm_serial_prepacked
 
 # Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
 # AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks, so 6-18 tasks for two threads over the
@@ -41,13 +42,13 @@ A_SLICE = np.int64(KC * MR)
 # The copies between layouts run on one thread: the maps are small (at most a few hundred KB), and
 # a parallel function costs seconds more to compile.
 @njit(cache=True, nogil=True)
-def _nchw_to_spatial(dst, x, channels_inside):
-    """dst = x (N, C, H, W) laid out (H, C, W, N) when channels_inside, else (H, W, C, N)."""
+def _nchw_to_spatial(dst, x):
+    """dst = x (N, C, H, W) laid out (H, W, C, N)."""
     N, C, H, W = x.shape
     for h in range(H):
         for c in range(C):
             for w in range(W):
-                at = ((h * C + c) * W + w) * N if channels_inside else ((h * W + w) * C + c) * N
+                at = ((h * W + w) * C + c) * N
                 for n in range(N):
                     dst[at + n] = x[n, c, h, w]
 
@@ -170,7 +171,7 @@ def _forward(y, x, wp, b, R, S, pad, groups):
     N, C, H, W = x.shape
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
     xt = np.empty(x.size, np.float32)
-    _nchw_to_spatial(xt, x, False)
+    _nchw_to_spatial(xt, x)
     yt = np.empty(y.size, np.float32)
     _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q)
     _to_nchw_with_bias(y, yt, b)
@@ -192,10 +193,43 @@ def small_backward_data(dx, w, dy, pad, groups):
     _forward(dx, dy, wp, np.zeros(dx.shape[1], np.float32), R, S, R - 1 - pad, groups)
 
 
+@njit(cache=True, nogil=True)
+def _channel_panels(out, a, groups, width):
+    """a (N, C, H, W) as GEMM panels of `width` channels (the weight gradient's operands: x as op(b),
+    width NR; dy as op(a), width MR): per row h, group g and panel of channels, the index (w, n) in
+    turn, `width` channels each (zeros past the group's):
+        out[((((h*groups + g)*panels + t)*W + w)*N + n)*width + j] = a[n, g*Cg + t*width + j, h, w]"""
+    N, C, H, W = a.shape
+    Cg = C // groups
+    panels = (Cg + width - 1) // width
+    at = 0
+    for h in range(H):
+        for g in range(groups):
+            for t in range(panels):
+                cols = min(width, Cg - t * width)
+                for w in range(W):
+                    for n in range(N):
+                        for j in range(cols):
+                            out[at + j] = a[n, g * Cg + t * width + j, h, w]
+                        for j in range(cols, width):
+                            out[at + j] = np.float32(0.0)
+                        at += width
+
+
+def _channel_panels_of(a, groups, width):
+    N, C, H, W = a.shape
+    out = np.empty(H * groups * ((C // groups + width - 1) // width) * width * W * N, np.float32)
+    _channel_panels(out, a, groups, np.int64(width))
+    return out
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q):
-    """dwt (R, S, K, Cg): one task per (tap, channel block), a GEMM per output row p."""
+def _filter_taps(dwt, xb, dya, H, W, C, N, K, R, S, pad, groups, P, Q):
+    """dwt (R, S, K, Cg): one task per (tap, channel block), a GEMM per output row p, both operands
+    read in place from their panels (`_channel_panels`), laid out once per call (packing them per
+    GEMM had cost a third of the pass)."""
     Cg, Kg = C // groups, K // groups
+    CP, KG = (Cg + NR - 1) // NR, (Kg + MR - 1) // MR
     for task in prange(R * S * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
         rs, k0, rows = _task_block(task, groups, Kg)
         r, s = rs // S, rs % S
@@ -209,10 +243,11 @@ def _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q):
                 if h < 0 or h >= H:
                     continue
                 w0 = q_lo - pad + s
-                # op(a)[k, (q, n)] = dyc[p, k, q, n]; op(b)[(q, n), c] = xc[h, g*Cg + c, w, n].
-                gemm_serial(dwt[c_at:], Cg, dyc[((p * K + k0) * Q + q_lo) * N :], Q * N, UNIT_STRIDE,
-                            xc[((h * C + g * Cg) * W + w0) * N :], UNIT_STRIDE, W * N, rows, Cg, (q_hi - q_lo) * N,
-                            np.float32(1.0), beta)
+                # op(a)[k, (q, n)] = dy[n, k, p, q]; op(b)[(q, n), c] = x[n, g*Cg + c, h, w0 + q - q_lo].
+                a_at = ((((p * groups + g) * KG + (k0 - g * Kg) // MR) * Q + q_lo) * N) * MR
+                b_at = ((((h * groups + g) * CP) * W + w0) * N) * NR
+                gemm_serial_prepacked(dwt[c_at:], Cg, dya, a_at, Q * N * MR, rows, (q_hi - q_lo) * N,
+                                      xb, b_at, W * N * NR, Cg, np.float32(1.0), beta)
                 beta = np.float32(1.0)
         if beta == np.float32(0.0):  # the tap never touches the image
             dwt[c_at : c_at + rows * Cg] = np.float32(0.0)
@@ -223,10 +258,7 @@ def small_backward_filter(dw, x, dy, pad, groups):
     N, C, H, W = x.shape
     K, Cg, R, S = dw.shape
     P, Q = dy.shape[2], dy.shape[3]
-    xc = np.empty(x.size, np.float32)
-    _nchw_to_spatial(xc, x, True)
-    dyc = np.empty(dy.size, np.float32)
-    _nchw_to_spatial(dyc, dy, True)
+    xb, dya = _channel_panels_of(x, groups, NR), _channel_panels_of(dy, groups, MR)
     dwt = np.empty(dw.size, np.float32)
-    _filter_taps(dwt, xc, dyc, H, W, C, N, K, R, S, pad, groups, P, Q)
+    _filter_taps(dwt, xb, dya, H, W, C, N, K, R, S, pad, groups, P, Q)
     _filter_from_taps(dw, dwt)

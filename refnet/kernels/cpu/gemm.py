@@ -391,6 +391,26 @@ def gemm_serial_packed(c, ldc, ap, a_group, a_slice, M, K, b, sb_p, sb_j, N, alp
                           min(NB, N - j0), alpha, beta, bp, edge)
 
 
+@njit(fastmath=True, cache=True, nogil=True)
+def gemm_serial_prepacked(c, ldc, ap, a_at, a_group, M, K, bq, b_at, b_panel, N, alpha, beta):
+    """c = alpha * op(a) @ op(b) + beta * c with both operands already in the micro-kernel's panels,
+    each keeping its K indices in turn: op(a)'s row group g (MR rows) at ap[a_at + g*a_group], MR
+    values per K index; op(b)'s column panel h (NR columns) at bq[b_at + h*b_panel], NR values per
+    K index, columns past N zeros. For a caller that lays out its operands once and multiplies
+    many sub-blocks of them (conv2d_small's weight gradient). The same sums in the same order as
+    `gemm_serial`: K slices of KC in turn."""
+    edge = np.empty(MR * NR, dtype=np.float32)
+    groups, panels = (M + MR - 1) // MR, (N + NR - 1) // NR
+    for s in range((K + KC - 1) // KC):
+        kc = min(KC, K - s * KC)
+        slice_beta = beta if s == 0 else np.float32(1.0)
+        for g in range(groups):
+            for h in range(panels):
+                _packed_tile(c, g * MR * ldc + h * NR, ldc, min(MR, M - g * MR), min(NR, N - h * NR),
+                             ap, a_at + g * a_group + s * KC * MR, bq, b_at + h * b_panel + s * KC * NR, kc,
+                             alpha, slice_beta, edge)
+
+
 # ---------------------------------------------------------------------------------------------
 # The dot-product form (NT, both operands along K, in place; `gemm_nt_serial`).
 
