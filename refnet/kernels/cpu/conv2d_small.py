@@ -29,28 +29,33 @@ on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .gemm import KC, MR, NR, UNIT_STRIDE, gemm_serial_packed, gemm_serial_prepacked
+from .gemm import MR, NR, gemm_serial_prepacked
 
 # Rows of c per task: a whole number of register tiles (64 rows with AVX2's 4-row tile, 128 with
 # AVX-512's 8); conv3-5's 256-384 channels give 2-6 blocks, so 6-18 tasks for two threads over the
 # 3 columns of a 3x3 map (forward) and 18-54 over its 9 taps (weight gradient).
 KBLOCK = 16 * MR
-# The filter panels keep each row group's K indices in turn: a K slice's panel is KC*MR values on.
-A_SLICE = np.int64(KC * MR)
 
 
 # The copies between layouts run on one thread: the maps are small (at most a few hundred KB), and
 # a parallel function costs seconds more to compile.
 @njit(cache=True, nogil=True)
-def _nchw_to_spatial(dst, x):
-    """dst = x (N, C, H, W) laid out (H, W, C, N)."""
+def _batch_panels(xq, x):
+    """x (N, C, H, W) as the forward GEMMs' op(b), in the micro-kernel's panels of NR images: per
+    input row h and panel t, the index (w, c) in turn, NR images each (zeros past N):
+        xq[((((h*NP + t)*W + w)*C + c)*NR + j] = x[t*NR + j, c, h, w],  NP = ceil(N / NR)"""
     N, C, H, W = x.shape
+    at = 0
     for h in range(H):
-        for c in range(C):
+        for t in range((N + NR - 1) // NR):
+            images = min(NR, N - t * NR)
             for w in range(W):
-                at = ((h * W + w) * C + c) * N
-                for n in range(N):
-                    dst[at + n] = x[n, c, h, w]
+                for c in range(C):
+                    for j in range(images):
+                        xq[at + j] = x[t * NR + j, c, h, w]
+                    for j in range(images, NR):
+                        xq[at + j] = np.float32(0.0)
+                    at += NR
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -65,14 +70,15 @@ def _task_block(task, groups, Kg):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
+def _forward_positions(yt, xq, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
     """yt (P, Q, K, N) = the convolution without bias, one task per (output column q, channel
-    block). The filter comes in the GEMM's panels (`_filter_panels`): with N = the batch, packing
-    op(a) per GEMM cost about as much as the product. Every output (p, q) sums its GEMMs in the
-    order r, then s."""
+    block). Both operands come in the GEMM's panels, laid out once per call: the filter
+    (`_filter_panels`; with N = the batch, packing it per GEMM cost about as much as the product)
+    and x (`_batch_panels`). Every output (p, q) sums its GEMMs in the order r, then s."""
     Cg, Kg = C // groups, K // groups
     row_groups = (Kg + MR - 1) // MR
     a_group = np.int64(R * S * Cg * MR)
+    b_panel = np.int64(W * C * NR)
     for task in prange(Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
         q, k0, rows = _task_block(task, groups, Kg)
         g = k0 // Kg
@@ -89,9 +95,9 @@ def _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
                 for p in range(p_lo, p_hi):
                     h = p - pad + r
                     beta = np.float32(1.0) if written[p] else np.float32(0.0)
-                    gemm_serial_packed(yt[((p * Q + q) * K + k0) * N :], N, wp[a_at:], a_group, A_SLICE, rows,
-                                       run * Cg, xt[((h * W + w0) * C + g * Cg) * N :], N, UNIT_STRIDE, N,
-                                       np.float32(1.0), beta)
+                    b_at = (((h * ((N + NR - 1) // NR)) * W + w0) * C + g * Cg) * NR
+                    gemm_serial_prepacked(yt[((p * Q + q) * K + k0) * N :], N, wp, a_at, a_group, rows, run * Cg,
+                                          xq, b_at, b_panel, N, np.float32(1.0), beta)
                     written[p] = True
         for p in range(P):
             if not written[p]:  # no tap touches the image
@@ -116,7 +122,7 @@ def _to_nchw_with_bias(y, yt, b):
 @njit(cache=True, nogil=True)
 def _filter_panels(wp, w, groups, flip):
     """The filter as `_forward_positions`' GEMMs read op(a), in the panels of the GEMM's register
-    tile (gemm_serial_packed, a_slice = KC*MR): per group g, per group rg of MR output channels of
+    tile (gemm_serial_prepacked): per group g, per group rg of MR output channels of
     the convolution run, its taps t = r*S + s, its input channels c, then the MR output channels,
     zeros past the group's channels:
         wp[(((g*RG + rg)*taps + t)*Cin + c)*MR + i] = wf[g*Kout + rg*MR + i, c, t],  RG = ceil(Kout / MR)
@@ -170,10 +176,10 @@ def _filter_from_taps(dw, dwt):
 def _forward(y, x, wp, b, R, S, pad, groups):
     N, C, H, W = x.shape
     K, P, Q = y.shape[1], y.shape[2], y.shape[3]
-    xt = np.empty(x.size, np.float32)
-    _nchw_to_spatial(xt, x)
+    xq = np.empty(H * ((N + NR - 1) // NR) * NR * W * C, np.float32)
+    _batch_panels(xq, x)
     yt = np.empty(y.size, np.float32)
-    _forward_positions(yt, xt, wp, H, W, C, N, K, R, S, pad, groups, P, Q)
+    _forward_positions(yt, xq, wp, H, W, C, N, K, R, S, pad, groups, P, Q)
     _to_nchw_with_bias(y, yt, b)
 
 
