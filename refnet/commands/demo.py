@@ -8,7 +8,7 @@
 5. writes DIR/run/curves.png and DIR/report.json (accuracies, the seed, each stage's seconds and
    what compiling cost), and prints where everything is.
 
-From a cold Numba cache the kernels take about a minute of one core to compile. Two background
+From a cold Numba cache the kernels take about 50 s of one core to compile. Two background
 processes (refnet/commands/jit_warmup.py) compile them while steps 1 and 2 run, so training starts on a
 warm cache; the wait left, plus the first epoch's excess over a warm one, is printed as the
 compile time. --compile-inline compiles on the first step instead (for comparison).
@@ -52,7 +52,7 @@ MARKER = ".refnet-demo"
 # 0.37-0.48 s at the training batch of 32 (bench/results/demo.md).
 EVAL_BATCH = 100
 # what the first run's compile costs, told to the user while it happens (bench/results/demo.md)
-COMPILE_NOTICE = "about a minute, the first run only"
+COMPILE_NOTICE = "about half a minute of waiting, the first run only"
 
 
 def add_arguments(parser):
