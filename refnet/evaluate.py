@@ -115,6 +115,7 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
 
     With a data-parallel `world` (refnet.distributed), each rank evaluates its share of every batch
     and the counts are summed over the ranks, so every rank returns the whole dataset's result.
+    A `net` without a `device` attribute (any object with refnet's forward) counts as a CPU one.
     """
     from tqdm import tqdm
 
@@ -125,7 +126,8 @@ def evaluate(net, dataset, *, crop, batch_size=128, ten_crop=False, progress=Fal
     images_per_batch = max(1, batch_size // 10) if ten_crop else batch_size
     counter = ErrorCounter(len(dataset.classes))
     batches = dataset.batches(images_per_batch, train=False, crop=crop, ten_crop=ten_crop,
-                              part=(world.rank, world.size), prefetch_depth=prefetch_depth_for(net.device))  # fmt: skip
+                              part=(world.rank, world.size),
+                              prefetch_depth=prefetch_depth_for(getattr(net, "device", "cpu")))  # fmt: skip
     total = -(-len(dataset) // images_per_batch)
     with tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for x, labels in bar:
