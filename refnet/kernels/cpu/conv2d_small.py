@@ -1,4 +1,4 @@
-"""2-D convolution for small outputs (the 3x3 maps of conv3-conv5 at a 67-px input): per output
+"""2-D convolution for small outputs (up to 7x7: conv2-conv5 at a 67-px input, conv_path): per output
 position, GEMMs over the whole batch with only the filter taps that touch the image. Stride 1.
 
 Same formulas as conv2d.py (cross-correlation, zero padding, groups; Kg = K / groups, Cg = C / groups):
@@ -11,14 +11,15 @@ Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the w
                for output (p, q) and filter row r (h = p - pad + r inside the image) the taps
                s_lo <= s < s_hi that touch it give one GEMM (groups == 1; one per tap otherwise):
                yt[p, q, g*Kg:(g+1)*Kg, :] += wt[g*Kg:, r, s_lo:s_hi, :] (Kg, run*Cg) @ xt[h, w_lo:w_hi, g*Cg:, :] (run*Cg, N)
-               wt is stored as the GEMM's packed op(a) (`_filter_panels`: groups of MR rows of wt,
-               MR values per K index), so no GEMM packs it.
+               wt and xt are stored as the GEMM's packed operands, laid out once per call
+               (`_filter_panels`: groups of MR rows of wt, MR values per K index; `_batch_panels`:
+               panels of NR images), so no GEMM packs them.
     backward filter: xc (H, C, W, N), dyc (P, K, Q, N), dwt (R, S, K, Cg)
                for tap (r, s) and output row p whose input row is inside, the outputs q_lo <= q < q_hi
                whose input column is inside give one GEMM with a reduction over (q, n):
                dwt[r, s, g*Kg:, :] += dyc[p, g*Kg:, q_lo:q_hi, :] (Kg, run*N) @ xc[h, g*Cg:, w_lo:w_hi, :].T
                xc and dyc are stored as the GEMM's packed operands (`_channel_panels`).
-im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
+All three passes multiply with `gemm_serial_prepacked`. im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
 image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
 inside its K (filter gradient).
 Work is shared out as (output column q or tap) x (block of KBLOCK output channels): every value
