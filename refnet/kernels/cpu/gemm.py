@@ -293,20 +293,19 @@ _packed_tile = _packed_tile_8x32 if (MR, NR) == (8, 32) else _packed_tile_4x16
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
-def _block_tile(c, ldc, M, ap, a_at, a_group, bp, g, j0, h, nb, kc, alpha, beta, edge):
-    """The tile of row group g, column panel h of a block starting at column j0 (nb wide); the K
-    slice's panel of row group 0 at ap[a_at], the next groups' a_group apart."""
+def _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, beta, edge):
+    """The tile of row group g, column panel h of a block starting at column j0 (nb wide)."""
     _packed_tile(c, g * MR * ldc + j0 + h * NR, ldc, min(MR, M - g * MR), min(NR, nb - h * NR),
-                 ap, a_at + g * a_group, bp, h * KC * NR, kc, alpha, beta, edge)
+                 ap, a_slice + g * KC * MR, bp, h * KC * NR, kc, alpha, beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _packed_block(c, ldc, ap, a_group, a_slice, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge):
+def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge):
     """Rows i0 .. i0+mb (a whole number of MR groups unless it ends at M), columns j0 .. j0+nb of c,
-    the whole K; op(a)'s panel of row group g and K slice s at ap[g*a_group + s*a_slice]. For each K
-    slice, the slice of op(b) is packed into bp (it stays in L2), then each
+    the whole K: for each K slice, the slice of op(b) is packed into bp (it stays in L2), then each
     panel of NR columns (in L1) meets every row group's panel of op(a); or, when K is one slice,
     each row group's panel of op(a) (in L1) meets every panel of NR columns, along c's rows."""
+    groups = (M + MR - 1) // MR
     panels = (nb + NR - 1) // NR
     first_group, end_group = i0 // MR, (i0 + mb + MR - 1) // MR
     for s in range((K + KC - 1) // KC):
@@ -315,15 +314,15 @@ def _packed_block(c, ldc, ap, a_group, a_slice, M, K, b, sb_p, sb_j, i0, mb, j0,
         _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nb)
         # beta applies once, on the first K slice; later slices add to what is there.
         slice_beta = beta if s == 0 else np.float32(1.0)
-        a_at = s * a_slice
+        a_slice = s * groups * KC * MR
         if kc == K:
             for g in range(first_group, end_group):
                 for h in range(panels):
-                    _block_tile(c, ldc, M, ap, a_at, a_group, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
+                    _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
         else:
             for h in range(panels):
                 for g in range(first_group, end_group):
-                    _block_tile(c, ldc, M, ap, a_at, a_group, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
+                    _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -350,8 +349,8 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
         j0 = (t % n_blocks) * nb_size
         bp = np.empty(NB * KC, dtype=np.float32)
         edge = np.empty(MR * NR, dtype=np.float32)
-        _packed_block(c, ldc, ap, KC * MR, (M + MR - 1) // MR * KC * MR, M, K, b, sb_p, sb_j, i0, min(MB, M - i0),
-                      j0, min(nb_size, N - j0), alpha, beta, bp, edge)
+        _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha, beta,
+                      bp, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -359,36 +358,17 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
     """c[i*ldc + j] = alpha * sum_p a[i*sa_i + p*sa_p] * b[p*sb_p + j*sb_j] + beta * c[i*ldc + j]: the
     packed GEMM on the calling thread, for callers that share out whole GEMMs over the threads
     (conv2d, per chunk of images) and hand over slices of larger buffers with any strides."""
-    ap = packed_a(a, sa_i, sa_p, M, K)
-    gemm_serial_packed(c, ldc, ap, KC * MR, (M + MR - 1) // MR * KC * MR, M, K, b, sb_p, sb_j, N, alpha, beta)
-
-
-@njit(cache=True, nogil=True)
-def packed_a(a, sa_i, sa_p, M, K):
-    """op(a)[i, p] = a[i*sa_i + p*sa_p] (M x K) packed on the calling thread, as `gemm_serial_packed`
-    reads it with a_group = KC*MR and a_slice = ceil(M/MR)*KC*MR: for a caller that multiplies one
-    op(a) by several op(b)."""
     ap = np.empty(_a_panels(M, K) * KC * MR, dtype=np.float32)
     for t in range(_a_panels(M, K)):
         _pack_a_panel_number(ap, a, sa_i, sa_p, M, K, t)
-    return ap
-
-
-@njit(fastmath=True, cache=True, nogil=True)
-def gemm_serial_packed(c, ldc, ap, a_group, a_slice, M, K, b, sb_p, sb_j, N, alpha, beta):
-    """`gemm_serial` with op(a) already in panels: the panel of row group g (MR rows) and K slice s
-    (KC indices) at ap[g*a_group + s*a_slice], MR values per K index, rows past M zeros. From
-    `packed_a`, or a layout that keeps every row group's K indices in turn (a_slice = KC*MR:
-    conv2d_small's filters, laid out so once per call). The same sums in the same order as
-    `gemm_serial`."""
-    # op(b)'s slice only as wide as c (conv2d_small's GEMMs have N = the batch: a full-width
-    # scratch is a large allocation per call).
+    # op(b)'s slice only as wide as c: a full-width scratch is a large allocation per call when c
+    # is narrow.
     bp = np.empty((min(N, NB) + NR - 1) // NR * NR * KC, dtype=np.float32)
     edge = np.empty(MR * NR, dtype=np.float32)
     for i0 in range(0, M, MB):
         for j0 in range(0, N, NB):
-            _packed_block(c, ldc, ap, a_group, a_slice, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0,
-                          min(NB, N - j0), alpha, beta, bp, edge)
+            _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(NB, N - j0), alpha, beta,
+                          bp, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -397,7 +377,7 @@ def gemm_serial_prepacked(c, ldc, ap, a_at, a_group, M, K, bq, b_at, b_panel, N,
     each keeping its K indices in turn: op(a)'s row group g (MR rows) at ap[a_at + g*a_group], MR
     values per K index; op(b)'s column panel h (NR columns) at bq[b_at + h*b_panel], NR values per
     K index, columns past N zeros. For a caller that lays out its operands once and multiplies
-    many sub-blocks of them (conv2d_small's weight gradient). The same sums in the same order as
+    many sub-blocks of them (conv2d_small's three passes). The same sums in the same order as
     `gemm_serial`: K slices of KC in turn."""
     edge = np.empty(MR * NR, dtype=np.float32)
     groups, panels = (M + MR - 1) // MR, (N + NR - 1) // NR
