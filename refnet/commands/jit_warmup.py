@@ -157,16 +157,16 @@ def warm_backward(input_size, num_classes, batch_size):
     ops.sgd_momentum_update(net.flat_params, net.flat_grads, net.flat_momentum, 0.01, 0.9, 5e-4)
 
 
-def warm_shared_convolution(input_size, num_classes, batch_size):
-    """The forward of the first convolution of each path (conv2d.conv_path), on zeros: the data gradient of a convolution runs its path's forward kernel, so the backward part
-    needs these kernels too, and loads them from the cache when this part has compiled them first
-    (each part compiled the small-output forward kernel itself before, about 7 s of CPU twice)."""
+def warm_shared_convolution(net, batch_size):
+    """The forward of `net`'s first convolution of each path (conv2d.conv_path), on zeros: the data
+    gradient of a convolution runs its path's forward kernel, so the backward part needs these
+    kernels too, and loads them from the cache when this part has compiled them first (each part
+    compiled the small-output forward kernel itself before, about 7 s of CPU twice)."""
     import numpy as np
 
     from .. import ops
     from ..kernels.cpu.conv2d import conv_path
 
-    net = _demo_net(input_size, num_classes)
     seen = set()
     for layer in reversed(net.layers):  # the order the backward part reaches them
         if layer.kind != "conv":
@@ -192,7 +192,8 @@ def warm_forward(input_size, num_classes, batch_size, image_size):
     from ..synth import CLASSES, write_image_folder
     from ..trainer import open_datasets
 
-    warm_shared_convolution(input_size, num_classes, batch_size)
+    net = _demo_net(input_size, num_classes)
+    warm_shared_convolution(net, batch_size)
     with tempfile.TemporaryDirectory(prefix="refnet-warmup-") as tmp:
         images, data = os.path.join(tmp, "images"), os.path.join(tmp, "data")
         per_class = -(-batch_size // len(CLASSES))
@@ -203,7 +204,6 @@ def warm_forward(input_size, num_classes, batch_size, image_size):
         if status != 0:
             raise RuntimeError(f"refnet convert of the warm-up images failed with status {status}")
         train, val = open_datasets(data, progress=False)
-        net = _demo_net(input_size, num_classes)
         for x, labels in train.batches(batch_size, train=True, crop=input_size, seed=0, epoch=0, drop_last=True):
             logits = net.forward(x, train=True)
             ops.softmax_cross_entropy(logits, labels)

@@ -88,6 +88,6 @@ def depth_for(device):
     """Batches to prepare ahead for a network on `device`: 2 beside a GPU, whose kernels leave the
     CPU idle; none on the CPU, where the batch's kernel (parallel itself) would run beside the
     network's on the same cores and stall their parallel regions: at the demo's 67-px input on 2
-    cores a step took 15-25 ms longer with prefetching than with the ~2 ms batch made in turn
+    cores a step took 12-33 ms longer with prefetching than with the ~2 ms batch made in turn
     (bench/results/demo.md, "Prefetching on the CPU")."""
     return 2 if device == "cuda" else 0

@@ -80,6 +80,7 @@ def _forward_positions(yt, xq, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
     row_groups = (Kg + MR - 1) // MR
     a_group = np.int64(R * S * Cg * MR)
     b_panel = np.int64(W * C * NR)
+    image_panels = (N + NR - 1) // NR
     for task in prange(Q * groups * ((Kg + KBLOCK - 1) // KBLOCK)):
         q, k0, rows = _task_block(task, groups, Kg)
         g = k0 // Kg
@@ -96,7 +97,7 @@ def _forward_positions(yt, xq, wp, H, W, C, N, K, R, S, pad, groups, P, Q):
                 for p in range(p_lo, p_hi):
                     h = p - pad + r
                     beta = np.float32(1.0) if written[p] else np.float32(0.0)
-                    b_at = (((h * ((N + NR - 1) // NR)) * W + w0) * C + g * Cg) * NR
+                    b_at = ((h * image_panels * W + w0) * C + g * Cg) * NR
                     gemm_serial_prepacked(yt[((p * Q + q) * K + k0) * N :], N, wp, a_at, a_group, rows, run * Cg,
                                           xq, b_at, b_panel, N, np.float32(1.0), beta)
                     written[p] = True
@@ -157,7 +158,7 @@ def _filter_panels(wp, w, groups, flip):
 
 
 def _panels_size(k_out, c_in, taps, groups):
-    return groups * (k_out + MR - 1) // MR * MR * taps * c_in
+    return groups * ((k_out + MR - 1) // MR) * MR * taps * c_in
 
 
 @njit(cache=True, nogil=True)
