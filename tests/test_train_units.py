@@ -80,6 +80,7 @@ def test_plot_of_a_directory_without_metrics_is_an_error(tmp_path, capsys):
     [
         (["--device", "tpu"], "--device: expected cpu or cuda, got 'tpu'"),
         (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
+        (["--keep", "-1"], "--keep: expected an integer >= 0, got -1"),
         (["--lr", "-1"], "--lr: expected a number > 0"),
         (["--dropout", "1.5"], "--dropout: expected a probability"),
         (["--warmup-epochs", "-1"], "--warmup-epochs: expected a number in [0, --epochs], got -1.0"),
