@@ -1,6 +1,7 @@
 """GEMM: all four transpose cases with alpha and beta against a float64 loop reference, the packed
 kernel against the naive one on shapes that do not divide its tiles and blocks (in place, with
-pitches and strides, as conv2d uses it), poisoned outputs, determinism, validation."""
+pitches and strides, as conv2d uses it), the kernel that reads op(a)'s rows in place (the NT case
+and the FC forward), poisoned outputs, determinism, validation."""
 
 import numba
 import numpy as np
@@ -96,6 +97,27 @@ def test_serial_kernel_matches_naive_with_pitches(rng, beta, trans_a, trans_b):
     sb_p, sb_j = (1, pitch) if trans_b else (pitch, 1)
     kernels.gemm_serial(c.reshape(-1), ldc, a.reshape(-1), sa_i, sa_p, b.reshape(-1), sb_p, sb_j, M, N, K,
                         np.float32(1.5), np.float32(beta))
+    np.testing.assert_allclose(c[:, :N], want[:, :N], rtol=1e-4, atol=1e-4 * np.sqrt(K))
+    np.testing.assert_array_equal(c[:, N:], want[:, N:])
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+@pytest.mark.parametrize("M", [1, 3, 263])
+def test_rows_of_a_kernel_matches_naive_with_pitches(rng, M, beta):
+    # gemm_rows_a reads a's rows in place, lda apart (wider than K), MR rows at a time: 1 and 3 are
+    # only a partial group of rows (copied with zero rows below), 263 crosses the row blocks and
+    # ends in one. op(b) is a^T's kind of operand (b stored (N, K), the FC forward's x); 530
+    # crosses a K slice and 37 columns are not whole panels. Columns past N must stay untouched.
+    N, K, ldc, lda = 37, 530, 48, 544
+    a = rng.standard_normal((M, lda)).astype(np.float32)
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    c = rng.standard_normal((M, ldc)).astype(np.float32)
+    want = c.copy()
+    kernels.gemm_naive(want[:, :N], np.ascontiguousarray(a[:, :K]), b, False, True, 1.5, beta)
+    if beta == 0.0:
+        c[:, :N] = np.nan
+    kernels.gemm_rows_a(c.reshape(-1), ldc, a.reshape(-1), lda, b.reshape(-1), kernels.UNIT_STRIDE, np.int64(K),
+                        M, N, K, np.float32(1.5), np.float32(beta))
     np.testing.assert_allclose(c[:, :N], want[:, :N], rtol=1e-4, atol=1e-4 * np.sqrt(K))
     np.testing.assert_array_equal(c[:, N:], want[:, N:])
 

@@ -32,6 +32,12 @@ Two kernels with the same contract:
   order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
 
+- `gemm_rows_a`, the packed GEMM's micro-kernel with op(a) = a read in place, MR rows at a time
+  (broadcasts from each row in turn along K), and op(b) packed whole up front: for a large
+  row-major operand that is used once per small other one, the FC forward as y^T = W x^T (and
+  `gemm`'s NT case as c^T = b a^T). Copying W into panels, as `gemm_strided` would for y = x W^T,
+  is a pass over memory that the FMAs wait for; read in place, W streams in while they run.
+
 - `gemm_nt_serial`, the dot-product form, for conv2d's NT products on the calling thread (the
   forward over im2col patches and the weight gradients of long chunks): each element of c is a
   dot product of two rows read in place along K, a 4x4 tile of them at a time (LLVM vectorises
@@ -234,12 +240,31 @@ def _tile_to_edge(c, c0, ldc, mr, nr, edge, beta):
             c_i[j] = e_i[j] if beta == np.float32(0.0) else e_i[j] + beta * c_i[j]
 
 
-@njit(fastmath=True, cache=True, nogil=True)
-def _packed_tile_8x32(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
-    """c[c0 + i*ldc + j] = alpha * (one 8 x 32 micro tile) + beta * c[...] for i < mr, j < nr. A
-    tile cut by the border of c goes through `edge` (8 x 32 scratch) so that no vector store
-    leaves c's rows."""
-    t = _micro_8x32(ap, a0, bp, b0, kc)
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _micro_8x32_rows(a, a0, lda, bp, b0, kc):
+    """As `_micro_8x32` with op(a) read in place: row i of the tile at a[a0 + i*lda + p]."""
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = vzero()
+    c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = vzero()
+    for p in range(kc):
+        y0 = vload(bp, b0 + p * NR)
+        y1 = vload(bp, b0 + p * NR + LANES)
+        r = a0 + p
+        c00, c01 = _update_row(a, r, y0, y1, c00, c01)
+        c10, c11 = _update_row(a, r + lda, y0, y1, c10, c11)
+        c20, c21 = _update_row(a, r + 2 * lda, y0, y1, c20, c21)
+        c30, c31 = _update_row(a, r + 3 * lda, y0, y1, c30, c31)
+        c40, c41 = _update_row(a, r + 4 * lda, y0, y1, c40, c41)
+        c50, c51 = _update_row(a, r + 5 * lda, y0, y1, c50, c51)
+        c60, c61 = _update_row(a, r + 6 * lda, y0, y1, c60, c61)
+        c70, c71 = _update_row(a, r + 7 * lda, y0, y1, c70, c71)
+    return c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _put_tile_8x32(c, c0, ldc, mr, nr, t, alpha, beta, edge):
+    """c[c0 + i*ldc + j] = alpha * t[i, j] + beta * c[...] for i < mr, j < nr, t an 8 x 32 micro
+    tile. A tile cut by the border of c goes through `edge` (8 x 32 scratch) so that no vector
+    store leaves c's rows."""
     whole = mr == MR and nr == NR
     dst, at, pitch = (c, c0, ldc) if whole else (edge, 0, NR)
     tile_beta = beta if whole else np.float32(0.0)
@@ -253,6 +278,19 @@ def _packed_tile_8x32(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge)
     _put_row(dst, at + 7 * pitch, t[14], t[15], alpha, tile_beta)
     if not whole:
         _tile_to_edge(c, c0, ldc, mr, nr, edge, beta)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _packed_tile_8x32(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
+    """c[c0 + i*ldc + j] = alpha * (one 8 x 32 micro tile of the packed panels) + beta * c[...]
+    for i < mr, j < nr."""
+    _put_tile_8x32(c, c0, ldc, mr, nr, _micro_8x32(ap, a0, bp, b0, kc), alpha, beta, edge)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _rows_tile_8x32(c, c0, ldc, mr, nr, a, a0, lda, bp, b0, kc, alpha, beta, edge):
+    """As `_packed_tile_8x32`, op(a)'s rows read in place (a[a0 + i*lda + p])."""
+    _put_tile_8x32(c, c0, ldc, mr, nr, _micro_8x32_rows(a, a0, lda, bp, b0, kc), alpha, beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
@@ -273,10 +311,21 @@ def _micro_4x16(ap, a0, bp, b0, kc):
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
-def _packed_tile_4x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
-    """As `_packed_tile_8x32`, for the 4 x 16 tile; inlined into the block's loops (a call per tile
-    of 4 x 16 cost 5-15% on Zen 3; the 8 x 32 tile, measured on Zen 4 as a call, stays one)."""
-    t = _micro_4x16(ap, a0, bp, b0, kc)
+def _micro_4x16_rows(a, a0, lda, bp, b0, kc):
+    """As `_micro_4x16` with op(a) read in place: row i of the tile at a[a0 + i*lda + p]."""
+    c0 = c1 = c2 = c3 = vzero()
+    for p in range(kc):
+        y = vload(bp, b0 + p * NR)
+        c0 = vfma(vbroadcast(a, a0 + p), y, c0)
+        c1 = vfma(vbroadcast(a, a0 + lda + p), y, c1)
+        c2 = vfma(vbroadcast(a, a0 + 2 * lda + p), y, c2)
+        c3 = vfma(vbroadcast(a, a0 + 3 * lda + p), y, c3)
+    return c0, c1, c2, c3
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _put_tile_4x16(c, c0, ldc, mr, nr, t, alpha, beta, edge):
+    """As `_put_tile_8x32`, for the 4 x 16 tile."""
     whole = mr == MR and nr == NR
     dst, at, pitch = (c, c0, ldc) if whole else (edge, 0, NR)
     tile_beta = beta if whole else np.float32(0.0)
@@ -288,8 +337,22 @@ def _packed_tile_4x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge)
         _tile_to_edge(c, c0, ldc, mr, nr, edge, beta)
 
 
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _packed_tile_4x16(c, c0, ldc, mr, nr, ap, a0, bp, b0, kc, alpha, beta, edge):
+    """As `_packed_tile_8x32`, for the 4 x 16 tile; inlined into the block's loops (a call per tile
+    of 4 x 16 cost 5-15% on Zen 3; the 8 x 32 tile, measured on Zen 4 as a call, stays one)."""
+    _put_tile_4x16(c, c0, ldc, mr, nr, _micro_4x16(ap, a0, bp, b0, kc), alpha, beta, edge)
+
+
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _rows_tile_4x16(c, c0, ldc, mr, nr, a, a0, lda, bp, b0, kc, alpha, beta, edge):
+    """As `_packed_tile_4x16`, op(a)'s rows read in place (a[a0 + i*lda + p])."""
+    _put_tile_4x16(c, c0, ldc, mr, nr, _micro_4x16_rows(a, a0, lda, bp, b0, kc), alpha, beta, edge)
+
+
 # Only the tile of this machine's shape is compiled (the callers resolve this global when compiled).
 _packed_tile = _packed_tile_8x32 if (MR, NR) == (8, 32) else _packed_tile_4x16
+_rows_tile = _rows_tile_8x32 if (MR, NR) == (8, 32) else _rows_tile_4x16
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
@@ -351,6 +414,46 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
         edge = np.empty(MR * NR, dtype=np.float32)
         _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha, beta,
                       bp, edge)
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
+    """c[i*ldc + j] = alpha * sum_p a[i*lda + p] * op(b)[p, j] + beta * c[i*ldc + j], 1-D arrays,
+    op(b)[p, j] = b[p*sb_p + j*sb_j]: op(a) is a, not transposed, read in place (the micro-kernel
+    broadcasts from MR of its rows at once); op(b), the small operand, is packed whole up front.
+
+    For products whose large operand is a row-major matrix of K-long rows that `gemm_strided`
+    would copy, transposed, into panels: the FC forward as y^T = W x^T (with W as op(b) of
+    y = x W^T, that copy read all of W from memory and wrote it again, a third of the time at
+    batch 32, bench/results/cpu-amd-epyc-zen3.md). Here W is read once, by the FMAs' operand
+    loads, while they run. Blocks of MB rows of c are shared out over the threads; each sums the
+    K slices in turn, the same order as `gemm_strided`, so results do not depend on the threads."""
+    panels = (N + NR - 1) // NR
+    slices = (K + KC - 1) // KC
+    slice_size = panels * KC * NR
+    bp = np.empty(slices * slice_size, dtype=np.float32)
+    for s in prange(slices):
+        _pack_b(bp[s * slice_size : (s + 1) * slice_size], b, sb_p, sb_j, s * KC, min(KC, K - s * KC), 0, N)
+    # The last group of rows, when M is not a whole number of MR, from a copy padded with zero rows:
+    # the micro-kernel reads MR rows.
+    whole_groups = M // MR
+    tail = np.zeros(MR * K, dtype=np.float32)
+    for i in range(M - whole_groups * MR):
+        tail[i * K : (i + 1) * K] = a[(whole_groups * MR + i) * lda : (whole_groups * MR + i) * lda + K]
+    groups = (M + MR - 1) // MR
+    block_groups = MB // MR
+    for t in prange((groups + block_groups - 1) // block_groups):
+        edge = np.empty(MR * NR, dtype=np.float32)
+        for s in range(slices):
+            kc = min(KC, K - s * KC)
+            # beta applies once, on the first K slice; later slices add to what is there.
+            slice_beta = beta if s == 0 else np.float32(1.0)
+            for g in range(t * block_groups, min(groups, (t + 1) * block_groups)):
+                rows = min(MR, M - g * MR)
+                src, a0, pitch = (a, g * MR * lda + s * KC, lda) if g < whole_groups else (tail, s * KC, K)
+                for h in range(panels):
+                    _rows_tile(c, g * MR * ldc + h * NR, ldc, rows, min(NR, N - h * NR), src, a0, pitch, bp,
+                               s * slice_size + h * KC * NR, kc, alpha, slice_beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -523,13 +626,34 @@ def gemm_nt_serial(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta):
                             alpha, beta)
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def transpose_into(dst, src):
+    """dst[i, j] = src[j, i] (2-D, C-contiguous): blocks of 64 rows of src per task, so that each
+    task reads a block of src from L1 and writes runs of dst's rows."""
+    rows, cols = src.shape
+    for t in prange((rows + 63) // 64):
+        for j in range(cols):
+            for i in range(t * 64, min(rows, t * 64 + 64)):
+                dst[j, i] = src[i, j]
+
+
 def gemm(c, a, b, trans_a, trans_b, alpha, beta):
-    """c = alpha * op(a) @ op(b) + beta * c on 2-D C-contiguous float32 arrays (see the module doc)."""
+    """c = alpha * op(a) @ op(b) + beta * c on 2-D C-contiguous float32 arrays (see the module doc).
+    NT (a @ b.T, the FC forward's form) is computed as c^T = b @ a.T by `gemm_rows_a`, which reads
+    b's rows in place, into a transposed copy of c."""
     M, N = c.shape
     K = a.shape[0] if trans_a else a.shape[1]
+    alpha, beta = np.float32(alpha), np.float32(beta)
+    if trans_b and not trans_a:
+        ct = np.empty((N, M), dtype=np.float32)
+        if beta != 0.0:
+            transpose_into(ct, c)
+        gemm_rows_a(ct.reshape(-1), M, b.reshape(-1), K, a.reshape(-1), UNIT_STRIDE, np.int64(K), N, M, K, alpha, beta)
+        transpose_into(c, ct)
+        return
     gemm_strided(
         c.reshape(-1), N,
         a.reshape(-1), a.shape[1], bool(trans_a),
         b.reshape(-1), b.shape[1], bool(trans_b),
-        M, N, K, np.float32(alpha), np.float32(beta),
+        M, N, K, alpha, beta,
     )

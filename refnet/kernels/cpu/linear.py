@@ -7,25 +7,27 @@
 Layouts (float32, C-contiguous): x, dx (N, IN); w, dw (OUT, IN); b, db (OUT,); y, dy (N, OUT).
 Backward writes dx, dw, db (nothing accumulates); dx is skipped when None.
 
-The three products run on the packed GEMM of `gemm.py`; `linear_forward_naive` and
-`linear_backward_naive` are the plain loops they are tested against.
+The three products run on the packed GEMM of `gemm.py`, the forward transposed, y^T = W x^T, so
+that W's rows are read in place (`gemm_rows_a`) into a scratch y^T then copied into y;
+`linear_forward_naive` and `linear_backward_naive` are the plain loops they are tested against.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_strided
+from .gemm import UNIT_STRIDE, gemm_rows_a, gemm_strided, transpose_into
 
 # Output columns per parallel task of the bias kernels.
 COLUMN_BLOCK = 256
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _fill_rows_with_bias(y, b):
-    N, OUT = y.shape
-    for n in prange(N):
-        for o in range(OUT):
-            y[n, o] = b[o]
+def _fill_columns_with_bias(yt, b):
+    """yt[o, n] = b[o]: the transposed output, before the GEMM adds x @ w.T to it."""
+    OUT, N = yt.shape
+    for o in prange(OUT):
+        for n in range(N):
+            yt[o, n] = b[o]
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -46,9 +48,12 @@ def linear_forward(y, x, w, b):
     """y = x @ w.T + b."""
     N, IN = x.shape
     OUT = w.shape[0]
-    _fill_rows_with_bias(y, b)
-    gemm_strided(y.reshape(-1), OUT, x.reshape(-1), IN, False, w.reshape(-1), IN, True,
-                 N, OUT, IN, np.float32(1.0), np.float32(1.0))
+    yt = np.empty((OUT, N), dtype=np.float32)
+    _fill_columns_with_bias(yt, b)
+    # The bias first, the products added to it K slice by K slice.
+    gemm_rows_a(yt.reshape(-1), N, w.reshape(-1), IN, x.reshape(-1), UNIT_STRIDE, np.int64(IN),
+                OUT, N, IN, np.float32(1.0), np.float32(1.0))
+    transpose_into(y, yt)
 
 
 def linear_backward(dx, dw, db, x, w, dy):
