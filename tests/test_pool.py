@@ -107,9 +107,11 @@ def test_stride2_kernel_with_nans_and_ties_matches_reference(rng, size):
 
 # Shapes: two planes per vector with an odd plane count (Q <= 8), one row per vector (8 < Q <= 16),
 # two vectors per row with a partial one (Q > 16), planes of P*Q == 8 outputs at the 3x3 window
-# (two planes' outputs 8 apart, but not filling 8 lanes), and a 3-wide plane (windows 2 and 3 only).
+# (two planes' outputs 8 apart, but not filling 8 lanes), a 3-wide plane (windows 2 and 3 only),
+# and 34 and 33 planes: several parallel tasks of 16 planes, whose rows' last vectors write on into
+# the next plane's first row inside a task but not across tasks.
 SMALL_VALUE_SHAPES = [(1, 3, 13, 13), (2, 1, 9, 17), (1, 2, 27, 27), (1, 1, 12, 40), (2, 3, 5, 9), (2, 3, 9, 5),
-                      (1, 3, 17, 3)]  # fmt: skip
+                      (1, 3, 17, 3), (2, 17, 9, 21), (1, 33, 7, 37)]  # fmt: skip
 SMALL_VALUE_CASES = [(shape, size) for shape in SMALL_VALUE_SHAPES for size in (2, 3, 4, 5)
                      if size <= min(shape[2], shape[3])]  # fmt: skip
 

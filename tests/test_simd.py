@@ -1,6 +1,6 @@
 """The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
 16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
-lane outside their mask, every-other-lane shuffles, and max-pooling's NaN-aware comparison."""
+lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison."""
 
 import numpy as np
 from numba import njit
@@ -23,7 +23,6 @@ from refnet.kernels.cpu.simd import (
     vsplat,
     vstore,
     vstore_masked,
-    vupper_half,
     vwins,
     vzero,
 )
@@ -54,13 +53,14 @@ def test_vector_ops_match_numpy_at_unaligned_offsets(rng):
 
 
 @njit(cache=True)
-def _masked(out, out_int, x, at, count):
+def _masked(out, out_int, whole_int, x, at, count):
     first = vfirst(count)
     v = vload_masked(x, at, first)
     vstore_masked(out, 0, v, vfirst(LANES))
-    vstore_masked(out, LANES, vevens(v, vupper_half(v)), first)
-    vstore_masked(out, 2 * LANES, vodds(v, vupper_half(v)), first)
+    vstore_masked(out, LANES, vevens(v, v), first)
+    vstore_masked(out, 2 * LANES, vodds(v, v), first)
     vstore_masked(out_int, 0, vramp_halves(np.float32(3.0), np.float32(100.0), np.float32(2.0)), first)
+    vstore(whole_int, 1, vramp_halves(np.float32(3.0), np.float32(100.0), np.float32(2.0)))
 
 
 def test_masked_loads_and_stores_stay_inside_their_lanes(rng):
@@ -68,23 +68,24 @@ def test_masked_loads_and_stores_stay_inside_their_lanes(rng):
     for count in (-3, 0, 5, 16, 40):
         out = np.full(3 * LANES, np.nan, np.float32)
         out_int = np.full(LANES, -1, np.int32)
+        whole_int = np.full(LANES + 2, -1, np.int32)
         # The last 5 values of x: a load of 16 from there would run past the array's end.
         at = 20 - max(0, min(count, 16)) if count <= 16 else 4
-        _masked(out, out_int, x, at, count)
+        _masked(out, out_int, whole_int, x, at, count)
         n = max(0, min(count, LANES))
         loaded = np.zeros(LANES, np.float32)
         loaded[:n] = x[at : at + n]
         np.testing.assert_array_equal(out[:LANES], loaded)
-        upper_half = np.concatenate([loaded[HALF:], loaded[HALF:]])
-        evens_of_both = np.concatenate([loaded[0::2], upper_half[0::2]])
+        evens_of_both = np.concatenate([loaded[0::2], loaded[0::2]])
         np.testing.assert_array_equal(out[LANES : LANES + n], evens_of_both[:n])
         assert np.isnan(out[LANES + n : 2 * LANES]).all()
-        odds_of_both = np.concatenate([loaded[1::2], upper_half[1::2]])
+        odds_of_both = np.concatenate([loaded[1::2], loaded[1::2]])
         np.testing.assert_array_equal(out[2 * LANES : 2 * LANES + n], odds_of_both[:n])
         assert np.isnan(out[2 * LANES + n :]).all()
         ramp = np.concatenate([3 + 2 * np.arange(HALF), 100 + 2 * np.arange(HALF)]).astype(np.int32)
         np.testing.assert_array_equal(out_int[:n], ramp[:n])
         assert (out_int[n:] == -1).all()
+        np.testing.assert_array_equal(whole_int, np.concatenate([[-1], ramp, [-1]]))
 
 
 @njit(cache=True)

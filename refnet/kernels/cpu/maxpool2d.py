@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .machine import PREFETCH_MAX_PLANE
 from .simd import (HALF, LANES, prefetch, vadd, vevens, vfirst, vload, vload_masked, vodds, vramp_halves, vselect,
-                   vsplat, vstore, vstore_masked, vupper_half, vwins)
+                   vsplat, vstore, vstore_masked, vwins)
 
 # Positions inside a plane are carried as float32 by the vector kernel: whole numbers up to 2**24.
 FLOAT_EXACT_INTS = 2**24
@@ -105,25 +105,30 @@ def _prefetch_rows(xs, plane, start, count):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _halves_together(na, out_a, out_b):
-    """Can one store write both halves of a vector of outputs: are lanes 0-7 all kept and does lane
-    8 fall on out_b? (Two short planes whose outputs lie 8 apart, P*Q == 8, must not.)"""
-    return na == HALF and out_b == out_a + HALF
+def _store_outputs(ys, ats, at, best, best_at, whole, keep):
+    """One vector of 16 outputs and their positions from flat position at: all lanes (`whole`), or
+    those of mask keep. The kernels write whole vectors wherever the lanes past a row's end fall
+    on outputs written after them, and mask only where they would not: a masked store costs
+    several times a plain one on AMD's cores (bench/results/cpu-amd-epyc-zen3.md)."""
+    if whole:
+        vstore(ys, at, best)
+        vstore(ats, at, best_at)
+    else:
+        vstore_masked(ys, at, best, keep)
+        vstore_masked(ats, at, best_at, keep)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _store_outputs(ys, ats, out_a, out_b, best, best_at, keep_a, keep_b, keep_both, together):
-    """The kept lanes of one vector of outputs and of their positions: lanes 0-7 from flat
-    position out_a (mask keep_a), lanes 8-15 from out_b (keep_b), or all from out_a in one store
-    each when `together` (keep_both: the na + nb first lanes)."""
-    if together:
-        vstore_masked(ys, out_a, best, keep_both)
-        vstore_masked(ats, out_a, best_at, keep_both)
-    else:
-        vstore_masked(ys, out_a, best, keep_a)
-        vstore_masked(ats, out_a, best_at, keep_a)
-        vstore_masked(ys, out_b, vupper_half(best), keep_b)
-        vstore_masked(ats, out_b, vupper_half(best_at), keep_b)
+def _copy_out(ys, ats, out, ysc, asc, at, pitch, P, Q):
+    """Plane outputs ys[out : out + P*Q] (and positions) from scratch rows pitch apart."""
+    for p in range(P):
+        y_row = ys[out + p * Q : out + p * Q + Q]
+        at_row = ats[out + p * Q : out + p * Q + Q]
+        y_src = ysc[at + p * pitch : at + p * pitch + Q]
+        at_src = asc[at + p * pitch : at + p * pitch + Q]
+        for q in range(Q):
+            y_row[q] = y_src[q]
+            at_row[q] = at_src[q]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -147,10 +152,11 @@ def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out_a, out_b, ahead_a, ahead_b):
+def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b):
     """Window 3, stride 2: one column of vectors of 16 outputs, output rows 0 .. P-1; the two
     halves as in _row_max3 (8 outputs of plane a's rows from qa, 8 of plane b's from qb; na, nb
-    of them kept, 0: not read), stored from flat positions out_a, out_b of output row 0.
+    of them valid, 0: not read), stored from flat positions out + p*pitch, all 16 lanes but in
+    the last row, which writes only its first last_lanes.
     Separable: output row p is the first winner of the row maxima of input rows 2p, 2p+1, 2p+2,
     in that order, and row 2p+2's is also row p+1's first, so each input row is reduced once.
     Along the way, the same rows of the planes at ahead_a, ahead_b (< 0: none) are prefetched:
@@ -158,8 +164,7 @@ def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out
     small (see PREFETCH_MAX_PLANE)."""
     lo, hi = vfirst(W - 2 * qa if na > 0 else 0), vfirst(W - 2 * qb if nb > 0 else 0)
     lo2, hi2 = vfirst(W - 2 * qa - 2 if na > 0 else 0), vfirst(W - 2 * qb - 2 if nb > 0 else 0)
-    keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
-    together = _halves_together(na, out_a, out_b)
+    keep_last = vfirst(last_lanes)
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
     at_a, at_b = plane_a + 2 * qa, plane_b + 2 * qb
     top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp)
@@ -173,12 +178,12 @@ def _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out
                                       vadd(ramp, vsplat(np.float32((h + 1) * W))))
         best, best_at = _wins_into(mid, mid_at, top, top_at)
         best, best_at = _wins_into(bottom, bottom_at, best, best_at)
-        _store_outputs(ys, ats, out_a + p * Q, out_b + p * Q, best, best_at, keep_a, keep_b, keep_both, together)
+        _store_outputs(ys, ats, out + p * pitch, best, best_at, p < P - 1 or last_lanes >= LANES, keep_last)
         top, top_at = bottom, bottom_at
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_any(ys, ats, xs, rows, size, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out_a, out_b):
+def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb):
     """Any window, stride 2; arguments as _pool_vector_3x3's. The same separable order with the
     row maxima of the 2(P-1) + size input rows kept in `rows` (value lanes, then position lanes):
     x[h, 2q + j] for offset j are the even values of the 32 from there."""
@@ -195,23 +200,23 @@ def _pool_vector_any(ys, ats, xs, rows, size, W, P, Q, plane_a, qa, na, plane_b,
             best, best_at = _wins_into(v, vadd(first_at, vsplat(np.float32(j))), best, best_at)
         vstore(rows, h * 2 * LANES, best)
         vstore(rows, h * 2 * LANES + LANES, best_at)
-    keep_a, keep_b, keep_both = vfirst(na), vfirst(nb), vfirst(na + nb)
-    together = _halves_together(na, out_a, out_b)
+    keep_last = vfirst(last_lanes)
     for p in range(P):
-        at = 2 * p * 2 * LANES
-        best, best_at = vload(rows, at), vload(rows, at + LANES)
+        r = 2 * p * 2 * LANES
+        best, best_at = vload(rows, r), vload(rows, r + LANES)
         for i in range(1, size):
-            at += 2 * LANES
-            best, best_at = _wins_into(vload(rows, at), vload(rows, at + LANES), best, best_at)
-        _store_outputs(ys, ats, out_a + p * Q, out_b + p * Q, best, best_at, keep_a, keep_b, keep_both, together)
+            r += 2 * LANES
+            best, best_at = _wins_into(vload(rows, r), vload(rows, r + LANES), best, best_at)
+        _store_outputs(ys, ats, out + p * pitch, best, best_at, p < P - 1 or last_lanes >= LANES, keep_last)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector(ys, ats, xs, rows, size, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out_a, out_b, ahead_a, ahead_b):
+def _pool_vector(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a,
+                 ahead_b):
     if size == 3:
-        _pool_vector_3x3(ys, ats, xs, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out_a, out_b, ahead_a, ahead_b)
+        _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b)
     else:
-        _pool_vector_any(ys, ats, xs, rows, size, W, P, Q, plane_a, qa, na, plane_b, qb, nb, out_a, out_b)
+        _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb)
 
 
 @njit(cache=True, nogil=True)
@@ -228,19 +233,30 @@ def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
     planes = xs.size // HW if HW <= PREFETCH_MAX_PLANE else 0  # planes that may be prefetched
     rows = np.empty(0 if size == 3 else (2 * (P - 1) + size) * 2 * LANES, dtype=np.float32)
     if Q > HALF:
+        # Whole vectors straight into ys: a row's last vector runs on into the next rows, written
+        # after it (its columns right to left, the rows downwards, the planes in turn); only the
+        # task's very last vector is masked (what follows belongs to another task, or nothing).
         for r in range(r0, r1):
-            for q0 in range(0, Q, LANES):
+            for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
                 na, nb = min(HALF, Q - q0), max(0, min(HALF, Q - q0 - HALF))
                 ahead = (r + 1) * HW if q0 == 0 and r + 1 < planes else -1
-                _pool_vector(ys, ats, xs, rows, size, W, P, Q, r * HW, q0, na, r * HW, q0 + HALF, nb,
-                             r * PQ + q0, r * PQ + q0 + HALF, ahead, -1)
+                last_lanes = LANES if r + 1 < r1 else Q - q0
+                _pool_vector(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, r * HW,
+                             q0 + HALF, nb, ahead, -1)
     else:
+        # Rows of two planes side by side in each vector (lanes 0-7, 8-15): written whole into
+        # scratch rows of 16, then copied out.
+        ysc = np.empty(P * LANES, dtype=np.float32)
+        asc = np.empty(P * LANES, dtype=np.int32)
         for ra in range(r0, r1, 2):
             rb = min(ra + 1, r1 - 1)
             ahead_a = (ra + 2) * HW if ra + 2 < planes else -1
             ahead_b = (ra + 3) * HW if ra + 3 < planes else -1
-            _pool_vector(ys, ats, xs, rows, size, W, P, Q, ra * HW, 0, Q, rb * HW, 0, Q if ra + 1 < r1 else 0,
-                         ra * PQ, rb * PQ, ahead_a, ahead_b)
+            _pool_vector(ysc, asc, 0, LANES, LANES, xs, rows, size, W, P, ra * HW, 0, Q, rb * HW, 0,
+                         Q if ra + 1 < r1 else 0, ahead_a, ahead_b)
+            _copy_out(ys, ats, ra * PQ, ysc, asc, 0, LANES, P, Q)
+            if ra + 1 < r1:
+                _copy_out(ys, ats, rb * PQ, ysc, asc, HALF, LANES, P, Q)
 
 
 # The two forward paths are separate parallel functions: Numba compiles a function whole, so one

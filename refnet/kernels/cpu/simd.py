@@ -5,7 +5,8 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vsplat(x)                   -> (x, ..., x)                          x a float32
     vload(arr, i)               -> (arr[i], ..., arr[i + 15])           arr a 1-D float32 array
     vbroadcast(arr, i)          -> (arr[i], ..., arr[i])
-    vstore(arr, i, v)           :  arr[i + l] = v[l] for l < 16
+    vstore(arr, i, v)           :  arr[i + l] = v[l] for l < 16; into an int32 array, v[l]
+                                   converted to int32 (exact for whole numbers < 2**24)
     vfma(x, y, z)               -> x * y + z lane by lane, one rounding (fused)
     vmul(x, y)                  -> x * y lane by lane
     vadd(x, y)                  -> x + y lane by lane
@@ -17,7 +18,6 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vevens(lo, hi)              -> (lo[0], lo[2], ..., lo[14], hi[0], hi[2], ..., hi[14]): every
                                    other value of 32, for stride-2 windows
     vodds(lo, hi)               -> (lo[1], lo[3], ..., lo[15], hi[1], hi[3], ..., hi[15])
-    vupper_half(v)              -> (v[8], ..., v[15], v[8], ..., v[15])
     vramp_halves(a, b, step)    -> (a, a + step, ..., a + 7*step, b, b + step, ..., b + 7*step)
     vwins(v, best)              -> a mask16, lane by lane: does v replace the running maximum best?
                                    (v > best, or v is NaN; never once best is NaN: max-pooling's rule)
@@ -149,12 +149,16 @@ def vbroadcast(typingctx, arr, index):
 
 @intrinsic
 def vstore(typingctx, arr, index, vector):
-    if not (_is_float32_vector_array(arr) and isinstance(index, types.Integer) and isinstance(vector, Float32x16)):
+    as_int = isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int32
+    if not ((_is_float32_vector_array(arr) or as_int) and isinstance(index, types.Integer)
+            and isinstance(vector, Float32x16)):
         return None
 
     def codegen(context, builder, signature, args):
-        pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1])
-        builder.store(args[2], pointer, align=4)
+        lanes_type = _INDICES if as_int else _VECTOR
+        pointer = _lanes_at(context, builder, signature.args[0], args[0], args[1], signature.args[1], lanes_type)
+        value = builder.fptosi(args[2], _INDICES) if as_int else args[2]
+        builder.store(value, pointer, align=4)
         return context.get_dummy_value()
 
     return types.none(arr, index, vector), codegen
@@ -207,18 +211,6 @@ def vramp_halves(typingctx, lo_start, hi_start, step):
         return builder.fadd(starts, builder.fmul(lanes, _splat(builder, args[2], _VECTOR)))
 
     return float32x16(lo_start, hi_start, step), codegen
-
-
-@intrinsic
-def vupper_half(typingctx, v):
-    if not isinstance(v, Float32x16):
-        return None
-
-    def codegen(context, builder, signature, args):
-        upper = list(range(HALF, LANES))
-        return builder.shuffle_vector(args[0], args[0], ir.Constant(_INDICES, upper + upper))
-
-    return float32x16(v), codegen
 
 
 @intrinsic
