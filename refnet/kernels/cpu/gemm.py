@@ -115,6 +115,15 @@ def padded_pitch(length):
 @njit(cache=True, nogil=True)
 def _pack_a_panel(ap, a0, a, sa_i, sa_p, i0, rows, p0, kc):
     """ap[a0 + p*MR + i] = op(a)[i0 + i, p0 + p] for p < kc, i < MR; rows past `rows` are zeros."""
+    if rows == MR and sa_i == 1:
+        # Each K index's MR values are a run of a (op(a) = a stored transposed): copied as one
+        # vector move (the loop with its bounds known at compile time).
+        for p in range(kc):
+            out = ap[a0 + p * MR : a0 + p * MR + MR]
+            src = a[(p0 + p) * sa_p + i0 : (p0 + p) * sa_p + i0 + MR]
+            for i in range(MR):
+                out[i] = src[i]
+        return
     for p in range(kc):
         out = ap[a0 + p * MR : a0 + p * MR + MR]
         src = (p0 + p) * sa_p + i0 * sa_i
