@@ -441,14 +441,16 @@ def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
     slices = (K + KC - 1) // KC
     slice_size = panels * KC * NR
     bp = np.empty(slices * slice_size, dtype=np.float32)
-    for s in prange(slices):
+    # On the calling thread: op(b) is the small operand (a prange here cost seconds of compiling).
+    for s in range(slices):
         _pack_b(bp[s * slice_size : (s + 1) * slice_size], b, sb_p, sb_j, s * KC, min(KC, K - s * KC), 0, N)
     # The last group of rows, when M is not a whole number of MR, from a copy padded with zero rows:
     # the micro-kernel reads MR rows.
     whole_groups = M // MR
     tail = np.zeros(MR * K, dtype=np.float32)
     for i in range(M - whole_groups * MR):
-        tail[i * K : (i + 1) * K] = a[(whole_groups * MR + i) * lda : (whole_groups * MR + i) * lda + K]
+        for p in range(K):
+            tail[i * K + p] = a[(whole_groups * MR + i) * lda + p]
     groups = (M + MR - 1) // MR
     block_groups = MB // MR
     for t in prange((groups + block_groups - 1) // block_groups):

@@ -21,11 +21,12 @@ from .gemm import UNIT_STRIDE, gemm_rows_a, gemm_strided, transpose_into
 COLUMN_BLOCK = 256
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _fill_columns_with_bias(yt, b):
-    """yt[o, n] = b[o]: the transposed output, before the GEMM adds x @ w.T to it."""
+    """yt[o, n] = b[o]: the transposed output, before the GEMM adds x @ w.T to it (one thread: a
+    few hundred KB)."""
     OUT, N = yt.shape
-    for o in prange(OUT):
+    for o in range(OUT):
         for n in range(N):
             yt[o, n] = b[o]
 

@@ -15,11 +15,11 @@ so a NaN input is never hidden by pooling.
 Both passes run each (n, c) plane on one thread, so the backward's overlapping sums are done by a
 single thread in a fixed order: deterministic and race-free.
 
-Kernels: `maxpool2d_forward_reference` is the definition as plain loops; the fast forward takes
-`_pool_planes_stride2` (stride 2: sixteen outputs per vector, simd.py; separable, the maximum
-along each window row, then down the rows; the paper's 3x3 window reduces each input row once and
-keeps everything in registers) for the paper's stride and `_pool_plane` (scalar, any stride)
-otherwise. Both give the reference's winner, NaN and ties included. Tests hold both to the
+Kernels: `maxpool2d_forward_reference` is the definition as plain loops; the fast forward takes,
+at stride 2, sixteen outputs per vector (simd.py), separable: the maximum along each window row,
+then down the rows; `_pool_planes_3x3` for the paper's 3x3 window reduces each input row once and
+keeps everything in registers, `_pool_planes_stride2` any other window; and `_pool_plane`
+(scalar, any window and stride) otherwise. Both give the reference's winner, NaN and ties included. Tests hold both to the
 reference bit for bit.
 """
 
@@ -211,17 +211,39 @@ def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plan
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a,
-                 ahead_b):
-    if size == 3:
-        _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b)
-    else:
-        _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb)
+def _wide_row_vector(r, q0, r1, Q, HW, planes):
+    """Rows of more than 8 outputs: the vector of outputs q0 .. q0+15 of plane r's rows. Returns
+    (na, nb, ahead, last_lanes): valid outputs in each half, the plane to prefetch (< 0: none), and
+    how many lanes the plane's last row may write (whole vectors run on into the next rows, which
+    are written after them: a plane's columns of vectors go right to left, its rows downwards, the
+    planes in turn; only the task's very last vector is cut, what follows it belongs to another
+    task or to nothing)."""
+    na, nb = min(HALF, Q - q0), max(0, min(HALF, Q - q0 - HALF))
+    ahead = (r + 1) * HW if q0 == 0 and r + 1 < planes else -1
+    return na, nb, ahead, LANES if r + 1 < r1 else Q - q0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _prefetchable_planes(xs, HW):
+    """Planes that may be prefetched (all, when a plane fits PREFETCH_MAX_PLANE; else none)."""
+    return xs.size // HW if HW <= PREFETCH_MAX_PLANE else 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q):
+    """Rows of two planes side by side in each vector (lanes 0-7, 8-15, Q <= 8), written whole into
+    scratch rows of 16: copied out to planes ra and ra+1 (if it is one of the task's)."""
+    _copy_out(ys, ats, ra * PQ, ysc, asc, 0, LANES, P, Q)
+    if ra + 1 < r1:
+        _copy_out(ys, ats, (ra + 1) * PQ, ysc, asc, HALF, LANES, P, Q)
+
+
+# Two drivers, one per vector kernel, each in its own parallel function below: Numba compiles
+# every callee of a function, so one driver for both windows compiled the any-window kernel for
+# the network's 3x3 pooling too (the 3x3 function alone: 4.2 s of compiling against 7.2 s).
 @njit(cache=True, nogil=True)
-def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
-    """Planes r0 .. r1-1 (flat views), stride 2, any window. Rows of more than 8 outputs fill
+def _pool_planes_3x3(ys, ats, xs, H, W, P, Q, r0, r1):
+    """Planes r0 .. r1-1 (flat views), window 3, stride 2. Rows of more than 8 outputs fill
     vectors with 16 outputs of one row; shorter rows (pool5's 6), one vector with a row of each of
     two planes. While small planes are pooled, the next ones' rows are prefetched.
 
@@ -230,37 +252,52 @@ def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
     the first such element of each window row, and the pass down the rows the first row that has
     one."""
     HW, PQ = H * W, P * Q
-    planes = xs.size // HW if HW <= PREFETCH_MAX_PLANE else 0  # planes that may be prefetched
-    rows = np.empty(0 if size == 3 else (2 * (P - 1) + size) * 2 * LANES, dtype=np.float32)
+    planes = _prefetchable_planes(xs, HW)
     if Q > HALF:
-        # Whole vectors straight into ys: a row's last vector runs on into the next rows, written
-        # after it (its columns right to left, the rows downwards, the planes in turn); only the
-        # task's very last vector is masked (what follows belongs to another task, or nothing).
         for r in range(r0, r1):
             for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
-                na, nb = min(HALF, Q - q0), max(0, min(HALF, Q - q0 - HALF))
-                ahead = (r + 1) * HW if q0 == 0 and r + 1 < planes else -1
-                last_lanes = LANES if r + 1 < r1 else Q - q0
-                _pool_vector(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, r * HW,
-                             q0 + HALF, nb, ahead, -1)
+                na, nb, ahead, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, planes)
+                _pool_vector_3x3(ys, ats, r * PQ + q0, Q, last_lanes, xs, W, P, r * HW, q0, na, r * HW, q0 + HALF, nb,
+                                 ahead, -1)
     else:
-        # Rows of two planes side by side in each vector (lanes 0-7, 8-15): written whole into
-        # scratch rows of 16, then copied out.
-        ysc = np.empty(P * LANES, dtype=np.float32)
-        asc = np.empty(P * LANES, dtype=np.int32)
+        ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
         for ra in range(r0, r1, 2):
-            rb = min(ra + 1, r1 - 1)
             ahead_a = (ra + 2) * HW if ra + 2 < planes else -1
             ahead_b = (ra + 3) * HW if ra + 3 < planes else -1
-            _pool_vector(ysc, asc, 0, LANES, LANES, xs, rows, size, W, P, ra * HW, 0, Q, rb * HW, 0,
-                         Q if ra + 1 < r1 else 0, ahead_a, ahead_b)
-            _copy_out(ys, ats, ra * PQ, ysc, asc, 0, LANES, P, Q)
-            if ra + 1 < r1:
-                _copy_out(ys, ats, rb * PQ, ysc, asc, HALF, LANES, P, Q)
+            _pool_vector_3x3(ysc, asc, 0, LANES, LANES, xs, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW, 0,
+                             Q if ra + 1 < r1 else 0, ahead_a, ahead_b)
+            _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
 
 
-# The two forward paths are separate parallel functions: Numba compiles a function whole, so one
-# function holding both compiled the path the network never takes as well (its own parallel loop).
+@njit(cache=True, nogil=True)
+def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
+    """As `_pool_planes_3x3` for any window (`_pool_vector_any`; no prefetching)."""
+    HW, PQ = H * W, P * Q
+    rows = np.empty((2 * (P - 1) + size) * 2 * LANES, dtype=np.float32)
+    if Q > HALF:
+        for r in range(r0, r1):
+            for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
+                na, nb, _, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, 0)
+                _pool_vector_any(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, r * HW,
+                                 q0 + HALF, nb)
+    else:
+        ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
+        for ra in range(r0, r1, 2):
+            _pool_vector_any(ysc, asc, 0, LANES, LANES, xs, rows, size, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW,
+                             0, Q if ra + 1 < r1 else 0)
+            _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
+
+
+# The forward paths are separate parallel functions: Numba compiles a function whole, so one
+# function holding them all compiled the paths the network never takes as well.
+@njit(parallel=True, cache=True, nogil=True)
+def _maxpool2d_forward_3x3s2(ys, ats, xs, H, W, P, Q):
+    NC = xs.size // (H * W)
+    for t in prange((NC + PLANES_PER_TASK - 1) // PLANES_PER_TASK):
+        r0 = t * PLANES_PER_TASK
+        _pool_planes_3x3(ys, ats, xs, H, W, P, Q, r0, min(NC, r0 + PLANES_PER_TASK))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _maxpool2d_forward_stride2(ys, ats, xs, size, H, W, P, Q):
     NC = xs.size // (H * W)
@@ -297,7 +334,9 @@ def maxpool2d_forward(y, argmax, x, size, stride):
     """y, argmax (N, C, P, Q) from x (N, C, H, W); window size x size, step stride."""
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
-    if stride == 2 and H * W < FLOAT_EXACT_INTS:
+    if size == 3 and stride == 2 and H * W < FLOAT_EXACT_INTS:
+        _maxpool2d_forward_3x3s2(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), H, W, P, Q)
+    elif stride == 2 and H * W < FLOAT_EXACT_INTS:
         _maxpool2d_forward_stride2(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), size, H, W, P, Q)
     else:
         _maxpool2d_forward_planes(
