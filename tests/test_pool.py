@@ -123,6 +123,19 @@ def test_stride2_kernel_is_bit_identical_to_reference_on_small_value_sets(rng, s
     assert_same_pooling(y, argmax, *oracle(x, size, 2))
 
 
+@pytest.mark.parametrize("size, W", [(2, 39), (3, 38), (5, 40)])
+def test_stride2_kernel_ignores_values_outside_every_window(rng, size, W):
+    # The vector kernels load whole vectors past a row's end (into the next rows and planes) for
+    # the outputs past it; no output inside may see those values. At these widths the last
+    # column is in no window: NaN there (and a huge value) must not reach y or argmax.
+    x = rng.standard_normal((3, 7, 9, W)).astype(np.float32)
+    x[..., -1] = np.nan
+    x[0, 0, 1, -1] = 1e30
+    y, argmax = ops.maxpool2d_forward(x, size, 2)
+    assert not np.isnan(y).any()
+    assert_same_pooling(y, argmax, *oracle(x, size, 2))
+
+
 def test_maxpool_ties_go_to_first_in_row_major_order():
     x = np.zeros((1, 1, 3, 3), np.float32)
     x[0, 0, 1, 0] = x[0, 0, 0, 2] = x[0, 0, 2, 2] = 5.0
