@@ -139,14 +139,16 @@ def _wins_into(v, v_at, best, best_at):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at):
+def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at, wide):
     """Window 3, stride 2, along one input row: lane by lane, the maximum of x[h, 2q + j], j < 3,
     and its position first_at + j. Lanes 0-7 read from flat position at_a, lanes 8-15 from at_b;
     j = 0 and 1 are the even and odd values of the 32 loaded there, j = 2 the even ones of the
-    32 two further on. Lanes past the row's end read on into the next rows; masked loads (lo, hi,
-    lo2, hi2: the lanes inside the row) only where the loads would pass x's end: plain loads cost
-    a third as much on pool1 (bench/results/cpu-amd-epyc-zen3.md)."""
-    if max(at_a, at_b) + 2 + LANES <= xs.size:
+    32 two further on. For rows of more than 8 outputs (`wide`) the lanes past the row's end read
+    on into the next rows, with masked loads (lo, hi, lo2, hi2: the lanes inside the row) only
+    where the loads would pass x's end: plain loads cost a third as much on pool1; two planes'
+    short rows per vector (not wide) keep the masked loads, measured faster there
+    (bench/results/cpu-amd-epyc-zen3.md)."""
+    if wide and max(at_a, at_b) + 2 + LANES <= xs.size:
         # Plain loads: the lanes past the row's end only feed outputs past it (each output lane
         # reads its own window), which are overwritten or never stored.
         a, b = vload(xs, at_a), vload(xs, at_b)
@@ -159,7 +161,8 @@ def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b):
+def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b,
+                     wide):
     """Window 3, stride 2: one column of vectors of 16 outputs, output rows 0 .. P-1; the two
     halves as in _row_max3 (8 outputs of plane a's rows from qa, 8 of plane b's from qb; na, nb
     of them valid, 0: not read), stored from flat positions out + p*pitch, all 16 lanes but in
@@ -174,15 +177,15 @@ def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na,
     keep_last = vfirst(last_lanes)
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
     at_a, at_b = plane_a + 2 * qa, plane_b + 2 * qb
-    top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp)
+    top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp, wide)
     for p in range(P):
         h = 2 * p + 1
         _prefetch_rows(xs, ahead_a, (h - 1) * W, 2 * W)
         _prefetch_rows(xs, ahead_b, (h - 1) * W, 2 * W)
         mid, mid_at = _row_max3(xs, at_a + h * W, at_b + h * W, lo, hi, lo2, hi2,
-                                vadd(ramp, vsplat(np.float32(h * W))))
+                                vadd(ramp, vsplat(np.float32(h * W))), wide)
         bottom, bottom_at = _row_max3(xs, at_a + (h + 1) * W, at_b + (h + 1) * W, lo, hi, lo2, hi2,
-                                      vadd(ramp, vsplat(np.float32((h + 1) * W))))
+                                      vadd(ramp, vsplat(np.float32((h + 1) * W))), wide)
         best, best_at = _wins_into(mid, mid_at, top, top_at)
         best, best_at = _wins_into(bottom, bottom_at, best, best_at)
         _store_outputs(ys, ats, out + p * pitch, best, best_at, p < P - 1 or last_lanes >= LANES, keep_last)
@@ -190,7 +193,7 @@ def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na,
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb):
+def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb, wide):
     """Any window, stride 2; arguments as _pool_vector_3x3's. The same separable order with the
     row maxima of the 2(P-1) + size input rows kept in `rows` (value lanes, then position lanes):
     x[h, 2q + j] for offset j are the even values of the 32 from there."""
@@ -198,7 +201,7 @@ def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plan
     for h in range(2 * (P - 1) + size):
         first_at = vadd(ramp, vsplat(np.float32(h * W)))
         at_a, at_b = plane_a + h * W + 2 * qa, plane_b + h * W + 2 * qb
-        plain = max(at_a, at_b) + size - 1 + LANES <= xs.size  # as in _row_max3
+        plain = wide and max(at_a, at_b) + size - 1 + LANES <= xs.size  # as in _row_max3
         best, best_at = vzero(), first_at
         for j in range(size):
             if plain:
@@ -270,14 +273,14 @@ def _pool_planes_3x3(ys, ats, xs, H, W, P, Q, r0, r1):
             for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
                 na, nb, ahead, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, planes)
                 _pool_vector_3x3(ys, ats, r * PQ + q0, Q, last_lanes, xs, W, P, r * HW, q0, na, r * HW, q0 + HALF, nb,
-                                 ahead, -1)
+                                 ahead, -1, True)
     else:
         ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
         for ra in range(r0, r1, 2):
             ahead_a = (ra + 2) * HW if ra + 2 < planes else -1
             ahead_b = (ra + 3) * HW if ra + 3 < planes else -1
             _pool_vector_3x3(ysc, asc, 0, LANES, LANES, xs, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW, 0,
-                             Q if ra + 1 < r1 else 0, ahead_a, ahead_b)
+                             Q if ra + 1 < r1 else 0, ahead_a, ahead_b, False)
             _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
 
 
@@ -291,12 +294,12 @@ def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
             for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
                 na, nb, _, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, 0)
                 _pool_vector_any(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, r * HW,
-                                 q0 + HALF, nb)
+                                 q0 + HALF, nb, True)
     else:
         ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
         for ra in range(r0, r1, 2):
             _pool_vector_any(ysc, asc, 0, LANES, LANES, xs, rows, size, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW,
-                             0, Q if ra + 1 < r1 else 0)
+                             0, Q if ra + 1 < r1 else 0, False)
             _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
 
 
