@@ -19,8 +19,8 @@ Kernels: `maxpool2d_forward_reference` is the definition as plain loops; the fas
 at stride 2, sixteen outputs per vector (simd.py), separable: the maximum along each window row,
 then down the rows; `_pool_planes_3x3` for the paper's 3x3 window reduces each input row once and
 keeps everything in registers, `_pool_planes_stride2` any other window; and `_pool_plane`
-(scalar, any window and stride) otherwise. Both give the reference's winner, NaN and ties included. Tests hold both to the
-reference bit for bit.
+(scalar, any window and stride) otherwise. All give the reference's winner, NaN and ties
+included. Tests hold them to the reference bit for bit.
 """
 
 import numpy as np
