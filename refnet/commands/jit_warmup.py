@@ -12,8 +12,7 @@ run them too), then the data pipeline, the forward pass with its loss and the ev
 on a tiny converted folder; "backward" runs the loss's gradient and every layer's backward pass
 on a workspace of zeros (valid pooling indices) without a forward pass, then the finite check and
 the SGD update, so both compile at once. Each kernel is compiled by one of them: the other reaches
-it later and loads it from the cache. They run at niceness
-+10, below the run's own work. Each process reports on stdout (one JSON object per line) when it
+it later and loads it from the cache. They run at niceness +10, below the run's own work. Each process reports on stdout (one JSON object per line) when it
 starts compiling and, at its end, how many functions it compiled and in how many seconds; a warm
 cache compiles nothing and both end in seconds. `python -m refnet.commands.jit_warmup PART ...` is one
 process. Measurements: bench/results/demo.md.

@@ -59,7 +59,8 @@ def add_arguments(parser):
                         help="raise lr linearly from lr/steps to lr over the first W epochs' steps (default: 0, "
                              "none, as the paper)")
     parser.add_argument("--save-every", type=int, default=0, metavar="N", help="also save RUN_DIR/latest.h5 every N steps")
-    parser.add_argument("--keep", type=int, default=3, metavar="K", help="keep the last K epoch checkpoints (default: 3; 0: none, latest.h5 only when the run ends)")
+    parser.add_argument("--keep", type=int, default=3, metavar="K",
+                        help="keep the last K epoch checkpoints (default: 3; 0: none, latest.h5 only when the run ends)")
     parser.add_argument("--log-every", type=int, default=20, metavar="N", help="a metrics.jsonl line every N steps (default: 20)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop (and save) after this many steps in total")
     parser.add_argument("--resume", action="store_true",
@@ -77,8 +78,9 @@ def _check_settings(args):
     for flag, value in positive.items():
         if value < 1:
             raise ValueError(f"{flag}: expected an integer >= 1, got {value}")
-    at_least_zero = {"--keep": args.keep, "--workers": args.workers, "--save-every": args.save_every, "--log-every": args.log_every,
-                     "--max-steps": args.max_steps, "--max-lr-drops": args.max_lr_drops, "--seed": args.seed}  # fmt: skip
+    at_least_zero = {"--keep": args.keep, "--workers": args.workers, "--save-every": args.save_every,
+                     "--log-every": args.log_every, "--max-steps": args.max_steps, "--max-lr-drops": args.max_lr_drops,
+                     "--seed": args.seed}  # fmt: skip
     for flag, value in at_least_zero.items():
         if value < 0:
             raise ValueError(f"{flag}: expected an integer >= 0, got {value}")

@@ -30,8 +30,8 @@ belongs to one chunk. dw is summed in PARTS fixed runs of chunks, each in order,
 are then added in order, so results are bit-identical run to run whatever the thread count.
 Stride-1 outputs of at most 7x7 (conv2-5 at 67 px) go to conv2d_small.py instead; the larger
 3x3 and 5x5 stride-1 convolutions (AlexNet's conv2-conv5 at 227), forward and both backward
-passes, to conv2d_winograd.py (1.5-1.8x faster on those layers; see winograd_applies); and filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which
-reads x in place instead of through patches; its data gradient, when asked for, is `_backward`'s
+passes, to conv2d_winograd.py (1.5-1.8x faster on those layers; see winograd_applies); and
+filters of few taps (conv1: 3 channels x 11x11) to conv2d_gather.py, which reads x in place instead of through patches; its data gradient, when asked for, is `_backward`'s
 with the weight gradient left out (see conv_path). `conv2d_forward_im2col` and
 `conv2d_backward_im2col` remain callable for every geometry, as do `conv2d_forward_gather` and
 `conv2d_backward_gather`; `conv2d_forward_winograd` and `conv2d_backward_winograd`,

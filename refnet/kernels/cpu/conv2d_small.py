@@ -19,8 +19,8 @@ Layouts the GEMMs read (copied from the NCHW arrays on the way in, back on the w
                whose input column is inside give one GEMM with a reduction over (q, n):
                dwt[r, s, g*Kg:, :] += dyc[p, g*Kg:, q_lo:q_hi, :] (Kg, run*N) @ xc[h, g*Cg:, w_lo:w_hi, :].T
                xc and dyc are stored as the GEMM's packed operands (`_channel_panels`).
-All three passes multiply with `gemm_serial_prepacked`. im2col on a 3x3 output with padding 1 multiplies 81 filter taps per output where 49 touch the
-image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
+All three passes multiply with `gemm_serial_prepacked`. im2col on a 3x3 output with padding 1
+multiplies 81 filter taps per output where 49 touch the image; here only the 49 are multiplied, and every GEMM has the whole batch as its N (forward) or
 inside its K (filter gradient).
 Work is shared out as (output column q or tap) x (block of KBLOCK output channels): every value
 of y, dx, dw is written by one task, each as a fixed sequence of GEMMs, so results do not depend
