@@ -2,6 +2,10 @@
 constants and stronger ones that make the normalisation matter), the fast kernels against the plain
 reference kernels across chunk boundaries, the exact backward by central differences, validation."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from gradcheck import assert_gradients_close, numerical_gradient
@@ -77,6 +81,30 @@ def test_backward_matches_central_differences(rng, shape, params, magnitude):
     assert_gradients_close(dx, numeric, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("hw", [(1, 16 * 40), (3, 37)])
+def test_estimated_power_over_the_normal_range(rng, hw):
+    """beta = 0.75 takes scale^(-3/4) from the square-root estimate and Newton steps: within 5e-7
+    of float64 for scales from k = 2^-126 up to 2^126, in whole vectors and in a row's masked tail
+    (37 values: 2 vectors and 5). The gradient's 1 / scale likewise, over scales whose products
+    stay inside float32's normal range."""
+    k = 2.0**-126
+    shape = (1, 1) + hw
+    for lowest, highest in ((-126, 126), (-30, 30)):
+        target = np.exp2(rng.uniform(lowest, highest, shape))
+        x = np.sqrt(np.maximum(target - k, 0.0)).astype(np.float32)
+        params = dict(size=1, alpha=1.0, beta=0.75, k=k)
+        y, scale = ops.lrn_forward(x, **params, out=(poisoned(shape), poisoned(shape)))
+        assert_all_written(y, "y")
+        want = x.astype(np.float64) * scale.astype(np.float64) ** -0.75
+        np.testing.assert_allclose(y, want, rtol=5e-7, atol=0)
+    # size 1: dx = dy s^(-3/4) - 1.5 x (dy y / s).
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx = ops.lrn_backward(x, y, scale, dy, **params, out=poisoned(shape))
+    s64, y64, dy64 = scale.astype(np.float64), y.astype(np.float64), dy.astype(np.float64)
+    want_dx = dy64 * s64**-0.75 - 1.5 * x.astype(np.float64) * dy64 * y64 / s64
+    np.testing.assert_allclose(dx, want_dx, rtol=2e-6, atol=0)
+
+
 def test_is_deterministic(rng):
     x = rng.standard_normal((3, 9, 17, 17)).astype(np.float32)
     y, scale = ops.lrn_forward(x, **STRONG)
@@ -113,3 +141,19 @@ def test_backward_rejects_mismatched_array(which):
     arrays = dict(x=X, y=X, scale=X, dy=X) | {which: np.ones((1, 3, 2, 3), np.float32)}
     with pytest.raises(ValueError, match=rf"^{which}: expected shape"):
         ops.lrn_backward(**arrays)
+
+
+def test_estimated_power_without_avx2():
+    """Where the target lacks AVX2 (here Numba's "generic" x86-64), vrsqrt_estimate is the exact
+    1 / sqrt, and the paper's LRN still matches float64."""
+    script = (
+        "import numpy as np, refnet.ops as ops\n"
+        "from refnet.kernels.cpu import machine\n"
+        "assert not machine.AVX2\n"
+        "x = (np.random.default_rng(0).standard_normal((2, 7, 5, 7)) * 30).astype(np.float32)\n"
+        "y, scale = ops.lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0)\n"
+        "want = x.astype(np.float64) * scale.astype(np.float64) ** -0.75\n"
+        "np.testing.assert_allclose(y, want, rtol=5e-7, atol=0)\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CPU_FEATURES="")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)

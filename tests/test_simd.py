@@ -1,6 +1,6 @@
 """The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
 16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
-lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison."""
+lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison, the reciprocal square root estimate's bound."""
 
 import numpy as np
 from numba import njit
@@ -19,6 +19,7 @@ from refnet.kernels.cpu.simd import (
     vmul,
     vodds,
     vramp_halves,
+    vrsqrt_estimate,
     vselect,
     vsplat,
     vstore,
@@ -101,3 +102,18 @@ def test_wins_is_max_pooling_rule_with_nan():
     out = np.empty(LANES, np.float32)
     _pick(out, v, best, np.ones(LANES, np.float32), np.zeros(LANES, np.float32))
     np.testing.assert_array_equal(out.astype(bool), wins)
+
+
+@njit(cache=True)
+def _rsqrt_estimates(out, x):
+    for i in range(0, x.size, LANES):
+        vstore(out, i, vrsqrt_estimate(vload(x, i)))
+
+
+def test_rsqrt_estimate_within_its_bound(rng):
+    # Over float32's normal range; the bound is vrsqrtps's (the non-AVX2 fallback is exact).
+    x = np.exp2(rng.uniform(-126, 127, 64 * LANES)).astype(np.float32)
+    out = np.full_like(x, np.nan)
+    _rsqrt_estimates(out, x)
+    relative = np.abs(out * np.sqrt(x.astype(np.float64)) - 1.0)
+    assert relative.max() <= 1.5 * 2.0**-12

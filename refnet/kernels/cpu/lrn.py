@@ -15,16 +15,23 @@ torch.nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)).
 Layout: x, y, scale, dy, dx (N, C, H, W) float32, C-contiguous. `scale` is an output of the
 forward pass, kept for the backward.
 
-Cost: the power is the expensive part. For beta = 0.75 (the paper's) the fast kernels use
-scale^(-3/4) = 1 / (sqrt(scale) * sqrt(sqrt(scale))), three correctly rounded IEEE operations that
-vectorise, within a few float32 ulp of the true value; any other beta calls pow. The *_reference
-kernels are the formula as plain loops, with pow throughout; the fast ones are tested against them.
+Cost: the power is the expensive part. Exact, scale^(-3/4) = 1 / (sqrt(scale) * sqrt(sqrt(scale)))
+takes two square roots and a division per value, and those share one divide unit (on Zen 3 half
+of the forward's time). For the paper's beta = 0.75 the fast kernels instead take
+r = scale^(-1/2) and u = r^(-1/2) = scale^(1/4), each from the hardware's reciprocal square root
+estimate and one Newton step on the FMA units, and scale^(-3/4) = r^2 u (1 / scale = r^2 in the
+backward): within 4.1e-7 of the true value (the exact form's 2.1e-7), for scale >= k within
+float32's normal range, up to 2^126 (beyond, r^2 falls below it and the result degrades; a
+scale of inf gives NaN). The estimate's bits differ between CPU vendors, so these results do too
+(README: a run resumed on another CPU model continues, not bit for bit). Any other beta, or k below
+float32's normal range, calls pow. The *_reference kernels are the formula as plain loops, with
+pow throughout; the fast ones are tested against them.
 """
-
-import math
 
 import numpy as np
 from numba import njit, prange
+
+from .simd import LANES, vfirst, vfma, vload, vload_masked, vmul, vrsqrt_estimate, vsplat, vstore, vstore_masked
 
 
 @njit(cache=True, nogil=True)
@@ -60,19 +67,69 @@ def lrn_backward_reference(dx, x, y, scale, dy, size, alpha, beta, k):
                     )
 
 
-@njit(inline="always")
-def _times_pow_minus_beta(out_row, a_row, scale_row, beta):
-    """out_row[i] = a_row[i] * scale_row[i]^(-beta), all rows of one length.
+_SMALLEST_NORMAL = np.float32(2.0 ** -126)
 
-    The test on beta sits outside the loops so that each loop stays branch-free and vectorises.
-    """
-    if beta == np.float32(0.75):
-        for i in range(out_row.size):
-            r = math.sqrt(scale_row[i])
-            out_row[i] = a_row[i] / (r * math.sqrt(r))
+
+def _estimates_power(beta, k):
+    """Whether the fast kernels take scale^(-beta) from the square-root estimate (see the module doc)."""
+    return beta == np.float32(0.75) and k >= _SMALLEST_NORMAL
+
+
+@njit(inline="always")
+def _rsqrt(s):
+    # One Newton step on the estimate r0: r = r0 (3/2 - s r0^2 / 2).
+    r0 = vrsqrt_estimate(s)
+    return vmul(r0, vfma(vmul(vsplat(np.float32(-0.5)), s), vmul(r0, r0), vsplat(np.float32(1.5))))
+
+
+@njit(inline="always")
+def _power_and_reciprocal(s):
+    """(s^(-3/4), 1 / s) lane by lane, for normal s."""
+    r = _rsqrt(s)
+    r2 = vmul(r, r)
+    return vmul(r2, _rsqrt(r)), r2
+
+
+@njit(inline="always")
+def _times_pow_minus_beta(out_row, a_row, scale_row, beta, estimated):
+    """out_row[i] = a_row[i] * scale_row[i]^(-beta), all rows of one length; beta = 0.75 where
+    `estimated`. The test sits outside the loops so that each loop stays branch-free."""
+    n = out_row.size
+    if estimated:
+        whole = n // LANES * LANES
+        for i in range(0, whole, LANES):
+            power, _ = _power_and_reciprocal(vload(scale_row, i))
+            vstore(out_row, i, vmul(vload(a_row, i), power))
+        if whole < n:
+            tail = vfirst(n - whole)
+            power, _ = _power_and_reciprocal(vload_masked(scale_row, whole, tail))
+            vstore_masked(out_row, whole, vmul(vload_masked(a_row, whole, tail), power), tail)
     else:
-        for i in range(out_row.size):
+        for i in range(n):
             out_row[i] = a_row[i] * scale_row[i] ** (-beta)
+
+
+@njit(inline="always")
+def _power_and_ratio(dx_row, ratio_row, dy_row, y_row, scale_row, beta, estimated):
+    """dx_row = dy * scale^(-beta) and ratio_row = dy * y / scale, all rows of one length."""
+    n = dx_row.size
+    if estimated:
+        whole = n // LANES * LANES
+        for i in range(0, whole, LANES):
+            power, reciprocal = _power_and_reciprocal(vload(scale_row, i))
+            dy = vload(dy_row, i)
+            vstore(dx_row, i, vmul(dy, power))
+            vstore(ratio_row, i, vmul(vmul(dy, vload(y_row, i)), reciprocal))
+        if whole < n:
+            tail = vfirst(n - whole)
+            power, reciprocal = _power_and_reciprocal(vload_masked(scale_row, whole, tail))
+            dy = vload_masked(dy_row, whole, tail)
+            vstore_masked(dx_row, whole, vmul(dy, power), tail)
+            vstore_masked(ratio_row, whole, vmul(vmul(dy, vload_masked(y_row, whole, tail)), reciprocal), tail)
+    else:
+        for i in range(n):
+            dx_row[i] = dy_row[i] * scale_row[i] ** (-beta)
+            ratio_row[i] = dy_row[i] * y_row[i] / scale_row[i]
 
 
 # The fast kernels run one image n per task, whole hw rows from index 0 (x[n, c] is one contiguous
@@ -90,7 +147,7 @@ def _scale_of_five(s_row, x0, x1, x2, x3, x4, alpha, k):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _lrn_forward_images(y, scale, x, size, alpha, beta, k):
+def _lrn_forward_images(y, scale, x, size, alpha, beta, k, estimated):
     # x, y, scale viewed (N, C, HW).
     N, C, HW = x.shape
     half = size // 2
@@ -109,21 +166,20 @@ def _lrn_forward_images(y, scale, x, size, alpha, beta, k):
                         s_row[i] += x_row[i] * x_row[i]
                 for i in range(HW):
                     s_row[i] = k + alpha * s_row[i]
-            _times_pow_minus_beta(y[n, c], x[n, c], s_row, beta)
+            _times_pow_minus_beta(y[n, c], x[n, c], s_row, beta, estimated)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k):
+def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k, estimated):
     N, C, HW = x.shape
     half = size // 2
     two_alpha_beta = np.float32(2.0) * alpha * beta
     for n in prange(N):
-        # ratio[c] = dy_c * y_c / scale_c, computed once and reused by the size channels around c.
+        # dx_c starts as dy_c * scale_c^(-beta); ratio[c] = dy_c * y_c / scale_c, computed once and
+        # reused by the size channels around c.
         ratio = np.empty((C, HW), dtype=np.float32)
         for c in range(C):
-            dy_row, y_row, s_row, r_row = dy[n, c], y[n, c], scale[n, c], ratio[c]
-            for i in range(HW):
-                r_row[i] = dy_row[i] * y_row[i] / s_row[i]
+            _power_and_ratio(dx[n, c], ratio[c], dy[n, c], y[n, c], scale[n, c], beta, estimated)
         window_sum = np.empty(HW, dtype=np.float32)
         for c in range(C):
             c0, c1 = max(0, c - half), min(C - 1, c + half)
@@ -140,7 +196,6 @@ def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k):
                     for i in range(HW):
                         window_sum[i] += r_row[i]
             dx_row, x_row = dx[n, c], x[n, c]
-            _times_pow_minus_beta(dx_row, dy[n, c], scale[n, c], beta)
             for i in range(HW):
                 dx_row[i] -= two_alpha_beta * x_row[i] * window_sum[i]
 
@@ -156,6 +211,7 @@ def lrn_forward(y, scale, x, size, alpha, beta, k):
         np.float32(alpha),
         np.float32(beta),
         np.float32(k),
+        _estimates_power(np.float32(beta), np.float32(k)),
     )
 
 
@@ -173,4 +229,5 @@ def lrn_backward(dx, x, y, scale, dy, size, alpha, beta, k):
         np.float32(alpha),
         np.float32(beta),
         np.float32(k),
+        _estimates_power(np.float32(beta), np.float32(k)),
     )

@@ -10,6 +10,10 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vfma(x, y, z)               -> x * y + z lane by lane, one rounding (fused)
     vmul(x, y)                  -> x * y lane by lane
     vadd(x, y)                  -> x + y lane by lane
+    vrsqrt_estimate(x)          -> about 1 / sqrt(x) lane by lane: x86's vrsqrtps where the target
+                                   has AVX2 (relative error <= 1.5 * 2**-12; the bits differ
+                                   between Intel and AMD), the exact 1 / sqrt(x) elsewhere; a
+                                   starting point for Newton steps
     vfirst(n)                   -> a mask16: lanes l < n (n <= 0: none; n >= 16: all)
     vload_masked(arr, i, m)     -> arr[i + l] in the lanes of mask m, 0 in the others; nothing
                                    outside m is read (no fault at an array's end)
@@ -43,6 +47,8 @@ Loads and stores assume 4-byte alignment only.
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic, models, register_model
+
+from .machine import AVX2
 
 LANES = 16
 HALF = LANES // 2
@@ -197,6 +203,32 @@ def vadd(typingctx, x, y):
         return builder.fadd(args[0], args[1])
 
     return float32x16(x, y), codegen
+
+
+_HALF_VECTOR = ir.VectorType(ir.FloatType(), HALF)
+
+
+@intrinsic
+def vrsqrt_estimate(typingctx, x):
+    if not isinstance(x, Float32x16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (v,) = args
+        if not AVX2:
+            sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR]), "llvm.sqrt.v16f32")
+            return builder.fdiv(ir.Constant(_VECTOR, [1.0] * LANES), builder.call(sqrt, [v]))
+        # AVX's estimate takes 8 lanes: the two halves, each through one vrsqrtps.
+        estimate = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_HALF_VECTOR, [_HALF_VECTOR]), "llvm.x86.avx.rsqrt.ps.256"
+        )
+        lo, hi = (
+            builder.call(estimate, [builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), HALF), lanes))])
+            for lanes in (list(range(HALF)), list(range(HALF, LANES)))
+        )
+        return builder.shuffle_vector(lo, hi, ir.Constant(_INDICES, list(range(LANES))))
+
+    return float32x16(x), codegen
 
 
 @intrinsic
