@@ -52,9 +52,16 @@ def test_alpha_is_not_divided_by_size():
 
 
 @pytest.mark.parametrize("params", [STRONG, GENERAL_BETA])
-def test_fast_kernels_match_reference_kernels(rng, params):
-    # HW = 17*19 = 323 spans two of the fast kernels' hw chunks.
-    shape = (2, 7, 17, 19)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2, 7, 17, 19),  # rows of 323: 20 vectors and a masked tail of 3
+        (2, 16, 10, 13),  # the run of channels 2 .. 13 (1,560 values): a whole CHUNK and a part
+        (3, 4, 3, 3),  # C < 5: every row clipped
+    ],
+)
+def test_fast_kernels_match_reference_kernels(rng, params, shape):
+    assert (16 - 4) * 10 * 13 > lrn_kernels.CHUNK  # the second shape's run takes two chunks
     x = rng.standard_normal(shape).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
     size, alpha, beta, k = (params[n] for n in ("size", "alpha", "beta", "k"))
@@ -62,8 +69,8 @@ def test_fast_kernels_match_reference_kernels(rng, params):
     f32 = np.float32
     lrn_kernels.lrn_forward_reference(y_ref, scale_ref, x, size, f32(alpha), f32(beta), f32(k))
     lrn_kernels.lrn_backward_reference(dx_ref, x, y_ref, scale_ref, dy, size, f32(alpha), f32(beta), f32(k))
-    y, scale = ops.lrn_forward(x, **params)
-    dx = ops.lrn_backward(x, y, scale, dy, **params)
+    y, scale = ops.lrn_forward(x, **params, out=(poisoned(shape), poisoned(shape)))
+    dx = ops.lrn_backward(x, y, scale, dy, **params, out=poisoned(shape))
     np.testing.assert_array_equal(scale, scale_ref)
     np.testing.assert_allclose(y, y_ref, rtol=2e-6, atol=1e-7)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-6)

@@ -20,9 +20,9 @@ takes two square roots and a division per value, and those share one divide unit
 of the forward's time). For the paper's beta = 0.75 the fast kernels instead take
 r = scale^(-1/2) and u = r^(-1/2) = scale^(1/4), each from the hardware's reciprocal square root
 estimate and one Newton step on the FMA units, and scale^(-3/4) = r^2 u (1 / scale = r^2 in the
-backward): within 4.1e-7 of the true value (the exact form's 2.1e-7), for scale >= k within
-float32's normal range, up to 2^126 (beyond, r^2 falls below it and the result degrades; a
-scale of inf gives NaN). The estimate's bits differ between CPU vendors, so these results do too
+backward): a relative error of at most 4.0e-7 measured on norm1's and norm2's activations
+(the exact form's 2.1e-7; the tests hold it to 5e-7 over scales 2^-126 .. 2^126; beyond 2^126,
+r^2 leaves float32's normal range and the result degrades, and a scale of inf gives NaN). The estimate's bits differ between CPU vendors, so these results do too
 (README: a run resumed on another CPU model continues, not bit for bit). Any other beta, or k below
 float32's normal range, calls pow. The *_reference kernels are the formula as plain loops, with
 pow throughout; the fast ones are tested against them.
@@ -132,81 +132,104 @@ def _power_and_ratio(dx_row, ratio_row, dy_row, y_row, scale_row, beta, estimate
             ratio_row[i] = dy_row[i] * y_row[i] / scale_row[i]
 
 
-# The fast kernels run one image n per task, whole hw rows from index 0 (x[n, c] is one contiguous
-# row): measured 2x faster than tasks over hw chunks addressed by slices and 7x faster than flat
-# offset indexing, which LLVM vectorises poorly.
+# The fast kernels run one image n per task. Channels whose window is the paper's whole five
+# (c = 2 .. C-3) hold one contiguous run of values, x[n, 2*HW : (C-2)*HW] in the image's flat view,
+# whose neighbours c-2 .. c+2 are the same run shifted by -2*HW .. 2*HW: taken in chunks of CHUNK
+# values, so that the vector loops run long on small maps (13x13, 3x3) and the chunk stays in L1
+# on large ones. The clipped windows at the channel edges, and other sizes, go row by row.
+CHUNK = 1024
 
 
 @njit(inline="always")
 def _scale_of_five(s_row, x0, x1, x2, x3, x4, alpha, k):
-    # The paper's size=5 window away from the channel edges, in one pass with the five rows in
-    # registers: 1.5x faster than five read-modify-write passes, and the same additions in the same
-    # order, so the same float32 result.
+    # In one pass with the five rows in registers: 1.5x faster than five read-modify-write passes,
+    # and the same additions in the same order as _scale_of_rows, so the same float32 result.
     for i in range(s_row.size):
         s_row[i] = k + alpha * (x0[i] * x0[i] + x1[i] * x1[i] + x2[i] * x2[i] + x3[i] * x3[i] + x4[i] * x4[i])
 
 
+@njit(inline="always")
+def _scale_of_rows(s_row, xs, c0, c1, HW, alpha, k):
+    """scale of one row from x's channel rows c0 .. c1 (xs: the image's flat view)."""
+    for i in range(HW):
+        s_row[i] = np.float32(0.0)
+    for cc in range(c0, c1 + 1):
+        x_row = xs[cc * HW : (cc + 1) * HW]
+        for i in range(HW):
+            s_row[i] += x_row[i] * x_row[i]
+    for i in range(HW):
+        s_row[i] = k + alpha * s_row[i]
+
+
+@njit(inline="always")
+def _row_by_row(c, C, size):
+    """Whether channel c goes row by row (not in the run of whole five-channel windows)."""
+    return size != 5 or C < 5 or c < 2 or c >= C - 2
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _lrn_forward_images(y, scale, x, size, alpha, beta, k, estimated):
-    # x, y, scale viewed (N, C, HW).
-    N, C, HW = x.shape
+def _lrn_forward_images(y, scale, x, HW, size, alpha, beta, k, estimated):
+    # x, y, scale viewed (N, C*HW).
+    N, C = x.shape[0], x.shape[1] // HW
     half = size // 2
     for n in prange(N):
+        xs, ss, ys = x[n], scale[n], y[n]
         for c in range(C):
-            s_row = scale[n, c]
-            c0, c1 = max(0, c - half), min(C - 1, c + half)
-            if c1 - c0 == 4:
-                _scale_of_five(s_row, x[n, c0], x[n, c0 + 1], x[n, c0 + 2], x[n, c0 + 3], x[n, c0 + 4], alpha, k)
-            else:
-                for i in range(HW):
-                    s_row[i] = np.float32(0.0)
-                for cc in range(c0, c1 + 1):
-                    x_row = x[n, cc]
-                    for i in range(HW):
-                        s_row[i] += x_row[i] * x_row[i]
-                for i in range(HW):
-                    s_row[i] = k + alpha * s_row[i]
-            _times_pow_minus_beta(y[n, c], x[n, c], s_row, beta, estimated)
+            if _row_by_row(c, C, size):
+                row = slice(c * HW, (c + 1) * HW)
+                _scale_of_rows(ss[row], xs, max(0, c - half), min(C - 1, c + half), HW, alpha, k)
+                _times_pow_minus_beta(ys[row], xs[row], ss[row], beta, estimated)
+        if not _row_by_row(2, C, size):
+            for lo in range(2 * HW, (C - 2) * HW, CHUNK):
+                hi = min(lo + CHUNK, (C - 2) * HW)
+                _scale_of_five(ss[lo:hi], xs[lo - 2 * HW : hi - 2 * HW], xs[lo - HW : hi - HW], xs[lo:hi],
+                               xs[lo + HW : hi + HW], xs[lo + 2 * HW : hi + 2 * HW], alpha, k)
+                _times_pow_minus_beta(ys[lo:hi], xs[lo:hi], ss[lo:hi], beta, estimated)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _lrn_backward_images(dx, x, y, scale, dy, size, alpha, beta, k, estimated):
-    N, C, HW = x.shape
+def _lrn_backward_images(dx, x, y, scale, dy, HW, size, alpha, beta, k, estimated):
+    # All viewed (N, C*HW).
+    N, C = x.shape[0], x.shape[1] // HW
     half = size // 2
     two_alpha_beta = np.float32(2.0) * alpha * beta
     for n in prange(N):
-        # dx_c starts as dy_c * scale_c^(-beta); ratio[c] = dy_c * y_c / scale_c, computed once and
+        xs, dxs = x[n], dx[n]
+        # dx_c starts as dy_c * scale_c^(-beta); ratio_c = dy_c * y_c / scale_c, computed once and
         # reused by the size channels around c.
-        ratio = np.empty((C, HW), dtype=np.float32)
-        for c in range(C):
-            _power_and_ratio(dx[n, c], ratio[c], dy[n, c], y[n, c], scale[n, c], beta, estimated)
+        ratio = np.empty(C * HW, dtype=np.float32)
+        _power_and_ratio(dxs, ratio, dy[n], y[n], scale[n], beta, estimated)
         window_sum = np.empty(HW, dtype=np.float32)
         for c in range(C):
-            c0, c1 = max(0, c - half), min(C - 1, c + half)
-            if c1 - c0 == 4:
-                r0, r1, r2, r3, r4 = ratio[c0], ratio[c0 + 1], ratio[c0 + 2], ratio[c0 + 3], ratio[c0 + 4]
+            if _row_by_row(c, C, size):
+                c0, c1 = max(0, c - half), min(C - 1, c + half)
                 for i in range(HW):
-                    window_sum[i] = r0[i] + r1[i] + r2[i] + r3[i] + r4[i]
-            else:
-                r_row = ratio[c0]
-                for i in range(HW):
-                    window_sum[i] = r_row[i]
+                    window_sum[i] = ratio[c0 * HW + i]
                 for cc in range(c0 + 1, c1 + 1):
-                    r_row = ratio[cc]
+                    r_row = ratio[cc * HW : (cc + 1) * HW]
                     for i in range(HW):
                         window_sum[i] += r_row[i]
-            dx_row, x_row = dx[n, c], x[n, c]
-            for i in range(HW):
-                dx_row[i] -= two_alpha_beta * x_row[i] * window_sum[i]
+                dx_row, x_row = dxs[c * HW : (c + 1) * HW], xs[c * HW : (c + 1) * HW]
+                for i in range(HW):
+                    dx_row[i] -= two_alpha_beta * x_row[i] * window_sum[i]
+        if not _row_by_row(2, C, size):
+            for lo in range(2 * HW, (C - 2) * HW, CHUNK):
+                hi = min(lo + CHUNK, (C - 2) * HW)
+                r0, r1, r2 = ratio[lo - 2 * HW : hi - 2 * HW], ratio[lo - HW : hi - HW], ratio[lo:hi]
+                r3, r4 = ratio[lo + HW : hi + HW], ratio[lo + 2 * HW : hi + 2 * HW]
+                dx_run, x_run = dxs[lo:hi], xs[lo:hi]
+                for i in range(hi - lo):
+                    dx_run[i] -= two_alpha_beta * x_run[i] * (r0[i] + r1[i] + r2[i] + r3[i] + r4[i])
 
 
 def lrn_forward(y, scale, x, size, alpha, beta, k):
     """y, scale (N, C, H, W) from x (N, C, H, W)."""
     N, C, H, W = x.shape
     _lrn_forward_images(
-        y.reshape(N, C, H * W),
-        scale.reshape(N, C, H * W),
-        x.reshape(N, C, H * W),
+        y.reshape(N, C * H * W),
+        scale.reshape(N, C * H * W),
+        x.reshape(N, C * H * W),
+        H * W,
         size,
         np.float32(alpha),
         np.float32(beta),
@@ -218,13 +241,14 @@ def lrn_forward(y, scale, x, size, alpha, beta, k):
 def lrn_backward(dx, x, y, scale, dy, size, alpha, beta, k):
     """dx (N, C, H, W) from the forward's x, y, scale and the incoming gradient dy."""
     N, C, H, W = x.shape
-    shape = (N, C, H * W)
+    shape = (N, C * H * W)
     _lrn_backward_images(
         dx.reshape(shape),
         x.reshape(shape),
         y.reshape(shape),
         scale.reshape(shape),
         dy.reshape(shape),
+        H * W,
         size,
         np.float32(alpha),
         np.float32(beta),
