@@ -15,15 +15,12 @@ so a NaN input is never hidden by pooling.
 Both passes run each (n, c) plane on one thread, so the backward's overlapping sums are done by a
 single thread in a fixed order: deterministic and race-free.
 
-Kernels: `maxpool2d_forward_reference` is the definition as plain loops. The fast forward works
-on sixteen outputs per vector (simd.py), separable: the maximum along each window row, then down
-the rows. Planes whose rows have at most 8 outputs (pool5's 6 at 227 px, every pooling at 67)
-go sixteen planes at a time, one per lane, transposed in and out (`_maxpool2d_forward_across`,
-any window and stride). Longer rows fill a vector with 16 outputs of one row, at stride 2:
-`_pool_planes_3x3` for the paper's 3x3 window reduces each input row once and keeps everything
-in registers, `_pool_planes_stride2` any other window; and `_pool_plane` (scalar, any window and
-stride) takes the rest. All give the reference's winner, NaN and ties included. Tests hold them
-to the reference bit for bit.
+Kernels: `maxpool2d_forward_reference` is the definition as plain loops; the fast forward takes,
+at stride 2, sixteen outputs per vector (simd.py), separable: the maximum along each window row,
+then down the rows; `_pool_planes_3x3` for the paper's 3x3 window reduces each input row once and
+keeps everything in registers, `_pool_planes_stride2` any other window; and `_pool_plane`
+(scalar, any window and stride) otherwise. All give the reference's winner, NaN and ties
+included. Tests hold them to the reference bit for bit.
 """
 
 import numpy as np
@@ -31,14 +28,12 @@ from numba import njit, prange
 
 from .machine import PREFETCH_MAX_PLANE
 from .simd import (HALF, LANES, prefetch, vadd, vevens, vfirst, vload, vload_masked, vodds, vramp_halves, vselect,
-                   vsplat, vstore, vstore_masked, vtranspose16, vwins, vzero)
+                   vsplat, vstore, vstore_masked, vwins, vzero)
 
 # Positions inside a plane are carried as float32 by the vector kernel: whole numbers up to 2**24.
 FLOAT_EXACT_INTS = 2**24
-# Planes per parallel task of the stride-2 kernels.
+# Planes per parallel task of the stride-2 kernel (even: narrow planes are taken two at a time).
 PLANES_PER_TASK = 16
-# Planes per parallel task of the kernel for small planes: four vectors of 16, one scratch.
-ACROSS_PLANES_PER_TASK = 4 * LANES
 # The stride-2 kernel prefetches the next plane(s) into L1 while pooling one, for planes of up to
 # PREFETCH_MAX_PLANE values, sized from this machine's L1d (machine.py; 1,024 on a 32 KB L1d):
 # pool2, pool5 6-29% faster, pool1's 12 KB planes 8-19% slower with it (the hardware's own
@@ -124,6 +119,19 @@ def _store_outputs(ys, ats, at, best, best_at, whole, keep):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _copy_out(ys, ats, out, ysc, asc, at, pitch, P, Q):
+    """Plane outputs ys[out : out + P*Q] (and positions) from scratch rows pitch apart."""
+    for p in range(P):
+        y_row = ys[out + p * Q : out + p * Q + Q]
+        at_row = ats[out + p * Q : out + p * Q + Q]
+        y_src = ysc[at + p * pitch : at + p * pitch + Q]
+        at_src = asc[at + p * pitch : at + p * pitch + Q]
+        for q in range(Q):
+            y_row[q] = y_src[q]
+            at_row[q] = at_src[q]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _wins_into(v, v_at, best, best_at):
     """The running maximum after v: v where it wins (strictly greater, or the first NaN)."""
     wins = vwins(v, best)
@@ -131,15 +139,16 @@ def _wins_into(v, v_at, best, best_at):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at):
+def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at, wide):
     """Window 3, stride 2, along one input row: lane by lane, the maximum of x[h, 2q + j], j < 3,
     and its position first_at + j. Lanes 0-7 read from flat position at_a, lanes 8-15 from at_b;
     j = 0 and 1 are the even and odd values of the 32 loaded there, j = 2 the even ones of the
-    32 two further on. The rows have more than 8 outputs, and the lanes past the row's end read
+    32 two further on. For rows of more than 8 outputs (`wide`) the lanes past the row's end read
     on into the next rows, with masked loads (lo, hi, lo2, hi2: the lanes inside the row) only
-    where the loads would pass x's end: plain loads cost a third as much on pool1
+    where the loads would pass x's end: plain loads cost a third as much on pool1; two planes'
+    short rows per vector (not wide) keep the masked loads, measured faster there
     (bench/results/cpu-amd-epyc-zen3.md)."""
-    if max(at_a, at_b) + 2 + LANES <= xs.size:
+    if wide and max(at_a, at_b) + 2 + LANES <= xs.size:
         # Plain loads: the lanes past the row's end only feed outputs past it (each output lane
         # reads its own window), which are overwritten or never stored.
         a, b = vload(xs, at_a), vload(xs, at_b)
@@ -152,28 +161,31 @@ def _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, first_at):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane, qa, na, qb, nb, ahead):
-    """Window 3, stride 2: one column of vectors of 16 outputs of a plane, output rows 0 .. P-1;
-    the two halves as in _row_max3 (8 outputs from qa, 8 from qb; na, nb of them valid, 0: not
-    read), stored from flat positions out + p*pitch, all 16 lanes but in the last row, which
-    writes only its first last_lanes.
+def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane_a, qa, na, plane_b, qb, nb, ahead_a, ahead_b,
+                     wide):
+    """Window 3, stride 2: one column of vectors of 16 outputs, output rows 0 .. P-1; the two
+    halves as in _row_max3 (8 outputs of plane a's rows from qa, 8 of plane b's from qb; na, nb
+    of them valid, 0: not read), stored from flat positions out + p*pitch, all 16 lanes but in
+    the last row, which writes only its first last_lanes.
     Separable: output row p is the first winner of the row maxima of input rows 2p, 2p+1, 2p+2,
     in that order, and row 2p+2's is also row p+1's first, so each input row is reduced once.
-    Along the way, the same rows of the plane at `ahead` (< 0: none) are prefetched: the next
-    plane, whose rows the hardware's prefetch alone fetches too late when planes are small (see
-    PREFETCH_MAX_PLANE)."""
+    Along the way, the same rows of the planes at ahead_a, ahead_b (< 0: none) are prefetched:
+    the next planes, whose rows the hardware's prefetch alone fetches too late when planes are
+    small (see PREFETCH_MAX_PLANE)."""
     lo, hi = vfirst(W - 2 * qa if na > 0 else 0), vfirst(W - 2 * qb if nb > 0 else 0)
     lo2, hi2 = vfirst(W - 2 * qa - 2 if na > 0 else 0), vfirst(W - 2 * qb - 2 if nb > 0 else 0)
     keep_last = vfirst(last_lanes)
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
-    at_a, at_b = plane + 2 * qa, plane + 2 * qb
-    top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp)
+    at_a, at_b = plane_a + 2 * qa, plane_b + 2 * qb
+    top, top_at = _row_max3(xs, at_a, at_b, lo, hi, lo2, hi2, ramp, wide)
     for p in range(P):
         h = 2 * p + 1
-        _prefetch_rows(xs, ahead, (h - 1) * W, 2 * W)
-        mid, mid_at = _row_max3(xs, at_a + h * W, at_b + h * W, lo, hi, lo2, hi2, vadd(ramp, vsplat(np.float32(h * W))))
+        _prefetch_rows(xs, ahead_a, (h - 1) * W, 2 * W)
+        _prefetch_rows(xs, ahead_b, (h - 1) * W, 2 * W)
+        mid, mid_at = _row_max3(xs, at_a + h * W, at_b + h * W, lo, hi, lo2, hi2,
+                                vadd(ramp, vsplat(np.float32(h * W))), wide)
         bottom, bottom_at = _row_max3(xs, at_a + (h + 1) * W, at_b + (h + 1) * W, lo, hi, lo2, hi2,
-                                      vadd(ramp, vsplat(np.float32((h + 1) * W))))
+                                      vadd(ramp, vsplat(np.float32((h + 1) * W))), wide)
         best, best_at = _wins_into(mid, mid_at, top, top_at)
         best, best_at = _wins_into(bottom, bottom_at, best, best_at)
         _store_outputs(ys, ats, out + p * pitch, best, best_at, p < P - 1 or last_lanes >= LANES, keep_last)
@@ -181,15 +193,15 @@ def _pool_vector_3x3(ys, ats, out, pitch, last_lanes, xs, W, P, plane, qa, na, q
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane, qa, na, qb, nb):
+def _pool_vector_any(ys, ats, out, pitch, last_lanes, xs, rows, size, W, P, plane_a, qa, na, plane_b, qb, nb, wide):
     """Any window, stride 2; arguments as _pool_vector_3x3's. The same separable order with the
     row maxima of the 2(P-1) + size input rows kept in `rows` (value lanes, then position lanes):
     x[h, 2q + j] for offset j are the even values of the 32 from there."""
     ramp = vramp_halves(np.float32(2 * qa), np.float32(2 * qb), np.float32(2.0))
     for h in range(2 * (P - 1) + size):
         first_at = vadd(ramp, vsplat(np.float32(h * W)))
-        at_a, at_b = plane + h * W + 2 * qa, plane + h * W + 2 * qb
-        plain = max(at_a, at_b) + size - 1 + LANES <= xs.size  # as in _row_max3
+        at_a, at_b = plane_a + h * W + 2 * qa, plane_b + h * W + 2 * qb
+        plain = wide and max(at_a, at_b) + size - 1 + LANES <= xs.size  # as in _row_max3
         best, best_at = vzero(), first_at
         for j in range(size):
             if plain:
@@ -233,91 +245,12 @@ def _prefetchable_planes(xs, HW):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _planes_to_lanes(xt, xs, first, count, length, staged):
-    """xt[o*LANES + l] = xs[(first + l)*length + o] for o < length, l < LANES: `count` planes of
-    `length` values, one plane per lane (the lanes past count repeat the last plane). Planes
-    shorter than 16 values are copied into `staged` first (16*length + 16 values), so that the
-    transpose's rows of 16 read inside it; xt then needs 16 rows of 16 at least."""
-    if count == LANES and length >= LANES:
-        for o0 in range(0, length, LANES):
-            at = min(o0, length - LANES)  # the last block overlaps the one before it: same values
-            vtranspose16(xs, first * length + at, length, xt, at * LANES, LANES)
-    elif count == LANES:
-        source = xs[first * length : (first + LANES) * length]
-        for k in range(LANES * length):
-            staged[k] = source[k]
-        vtranspose16(staged, 0, length, xt, 0, LANES)
-    else:
-        for o in range(length):
-            for lane in range(LANES):
-                xt[o * LANES + lane] = xs[(first + min(lane, count - 1)) * length + o]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _lanes_to_planes(ys, first, count, length, yt, staged):
-    """ys[(first + l)*length + o] = yt[o*LANES + l] for o < length, l < count: the inverse. Planes
-    shorter than 16 values are transposed into `staged` (16*length + 16 values, ys's type), whose
-    rows of 16 run on into the next plane's, written after them, and copied out from there."""
-    if count == LANES and length >= LANES:
-        for o0 in range(0, length, LANES):
-            at = min(o0, length - LANES)
-            vtranspose16(yt, at * LANES, LANES, ys, first * length + at, length)
-    elif count == LANES:
-        vtranspose16(yt, 0, LANES, staged, 0, length)
-        target = ys[first * length : (first + LANES) * length]
-        for k in range(LANES * length):
-            target[k] = staged[k]
-    else:
-        for lane in range(count):
-            for o in range(length):
-                ys[(first + lane) * length + o] = yt[o * LANES + lane]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pool_lanes(yt, at_t, rows, xt, size, stride, W, P, Q):
-    """Every output of 16 planes laid out one per lane (xt as from _planes_to_lanes), separable as
-    the vector kernels: the first winner along each window row (into `rows`: value lanes, then
-    position lanes), then down the window's rows. A position is the same in every lane."""
-    for h in range((P - 1) * stride + size):
-        for q in range(Q):
-            at = h * W + q * stride
-            best, best_at = vload(xt, at * LANES), vsplat(np.float32(at))
-            for j in range(1, size):
-                best, best_at = _wins_into(vload(xt, (at + j) * LANES), vsplat(np.float32(at + j)), best, best_at)
-            vstore(rows, (h * Q + q) * 2 * LANES, best)
-            vstore(rows, (h * Q + q) * 2 * LANES + LANES, best_at)
-    for p in range(P):
-        for q in range(Q):
-            r = (p * stride * Q + q) * 2 * LANES
-            best, best_at = vload(rows, r), vload(rows, r + LANES)
-            for i in range(1, size):
-                r += Q * 2 * LANES
-                best, best_at = _wins_into(vload(rows, r), vload(rows, r + LANES), best, best_at)
-            vstore(yt, (p * Q + q) * LANES, best)
-            vstore(at_t, (p * Q + q) * LANES, best_at)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _maxpool2d_forward_across(ys, ats, xs, size, stride, H, W, P, Q):
-    """Small planes (rows of at most 8 outputs), any window and stride: 16 planes at a time, one
-    per lane, transposed into lanes and their outputs back, so that each window element is one
-    vector load and no lane idles (a plane's own rows would fill 1-8 of a vector's 16 lanes;
-    two planes' rows per vector measured 10-30% slower, bench/results/cpu-amd-epyc-zen3.md)."""
-    HW, PQ, R = H * W, P * Q, (P - 1) * stride + size
-    NC = xs.size // HW
-    rows_in, rows_out = max(HW, LANES), max(PQ, LANES)
-    for t in prange((NC + ACROSS_PLANES_PER_TASK - 1) // ACROSS_PLANES_PER_TASK):
-        xt = np.empty(rows_in * LANES, dtype=np.float32)
-        rows = np.empty(2 * R * Q * LANES, dtype=np.float32)
-        yt, at_t = np.empty(rows_out * LANES, dtype=np.float32), np.empty(rows_out * LANES, dtype=np.float32)
-        staged = np.empty(LANES * max(HW, PQ) + LANES, dtype=np.float32)
-        staged_at = np.empty(LANES * PQ + LANES, dtype=np.int32)
-        for first in range(t * ACROSS_PLANES_PER_TASK, min(NC, (t + 1) * ACROSS_PLANES_PER_TASK), LANES):
-            count = min(LANES, NC - first)
-            _planes_to_lanes(xt, xs, first, count, HW, staged)
-            _pool_lanes(yt, at_t, rows, xt, size, stride, W, P, Q)
-            _lanes_to_planes(ys, first, count, PQ, yt, staged)
-            _lanes_to_planes(ats, first, count, PQ, at_t, staged_at)
+def _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q):
+    """Rows of two planes side by side in each vector (lanes 0-7, 8-15, Q <= 8), written whole into
+    scratch rows of 16: copied out to planes ra and ra+1 (if it is one of the task's)."""
+    _copy_out(ys, ats, ra * PQ, ysc, asc, 0, LANES, P, Q)
+    if ra + 1 < r1:
+        _copy_out(ys, ats, (ra + 1) * PQ, ysc, asc, HALF, LANES, P, Q)
 
 
 # Two drivers, one per vector kernel, each in its own parallel function below: Numba compiles
@@ -325,8 +258,9 @@ def _maxpool2d_forward_across(ys, ats, xs, size, stride, H, W, P, Q):
 # the network's 3x3 pooling too (the 3x3 function alone: 4.2 s of compiling against 7.2 s).
 @njit(cache=True, nogil=True)
 def _pool_planes_3x3(ys, ats, xs, H, W, P, Q, r0, r1):
-    """Planes r0 .. r1-1 (flat views) with rows of more than 8 outputs, window 3, stride 2: vectors
-    of 16 outputs of one row. While small planes are pooled, the next ones' rows are prefetched.
+    """Planes r0 .. r1-1 (flat views), window 3, stride 2. Rows of more than 8 outputs fill
+    vectors with 16 outputs of one row; shorter rows (pool5's 6), one vector with a row of each of
+    two planes. While small planes are pooled, the next ones' rows are prefetched.
 
     Same result as the reference, ties and NaN included: the reference's winner is the first
     element, in row-major order, of the window's maximum (or its first NaN); the row maxima find
@@ -334,10 +268,20 @@ def _pool_planes_3x3(ys, ats, xs, H, W, P, Q, r0, r1):
     one."""
     HW, PQ = H * W, P * Q
     planes = _prefetchable_planes(xs, HW)
-    for r in range(r0, r1):
-        for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
-            na, nb, ahead, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, planes)
-            _pool_vector_3x3(ys, ats, r * PQ + q0, Q, last_lanes, xs, W, P, r * HW, q0, na, q0 + HALF, nb, ahead)
+    if Q > HALF:
+        for r in range(r0, r1):
+            for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
+                na, nb, ahead, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, planes)
+                _pool_vector_3x3(ys, ats, r * PQ + q0, Q, last_lanes, xs, W, P, r * HW, q0, na, r * HW, q0 + HALF, nb,
+                                 ahead, -1, True)
+    else:
+        ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
+        for ra in range(r0, r1, 2):
+            ahead_a = (ra + 2) * HW if ra + 2 < planes else -1
+            ahead_b = (ra + 3) * HW if ra + 3 < planes else -1
+            _pool_vector_3x3(ysc, asc, 0, LANES, LANES, xs, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW, 0,
+                             Q if ra + 1 < r1 else 0, ahead_a, ahead_b, False)
+            _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
 
 
 @njit(cache=True, nogil=True)
@@ -345,10 +289,18 @@ def _pool_planes_stride2(ys, ats, xs, size, H, W, P, Q, r0, r1):
     """As `_pool_planes_3x3` for any window (`_pool_vector_any`; no prefetching)."""
     HW, PQ = H * W, P * Q
     rows = np.empty((2 * (P - 1) + size) * 2 * LANES, dtype=np.float32)
-    for r in range(r0, r1):
-        for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
-            na, nb, _, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, 0)
-            _pool_vector_any(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, q0 + HALF, nb)
+    if Q > HALF:
+        for r in range(r0, r1):
+            for q0 in range((Q - 1) // LANES * LANES, -1, -LANES):
+                na, nb, _, last_lanes = _wide_row_vector(r, q0, r1, Q, HW, 0)
+                _pool_vector_any(ys, ats, r * PQ + q0, Q, last_lanes, xs, rows, size, W, P, r * HW, q0, na, r * HW,
+                                 q0 + HALF, nb, True)
+    else:
+        ysc, asc = np.empty(P * LANES, dtype=np.float32), np.empty(P * LANES, dtype=np.int32)
+        for ra in range(r0, r1, 2):
+            _pool_vector_any(ysc, asc, 0, LANES, LANES, xs, rows, size, W, P, ra * HW, 0, Q, min(ra + 1, r1 - 1) * HW,
+                             0, Q if ra + 1 < r1 else 0, False)
+            _pair_copies(ys, ats, ysc, asc, ra, r1, PQ, P, Q)
 
 
 # The forward paths are separate parallel functions: Numba compiles a function whole, so one
@@ -397,9 +349,7 @@ def maxpool2d_forward(y, argmax, x, size, stride):
     """y, argmax (N, C, P, Q) from x (N, C, H, W); window size x size, step stride."""
     N, C, H, W = x.shape
     P, Q = y.shape[2], y.shape[3]
-    if Q <= HALF and H * W < FLOAT_EXACT_INTS:
-        _maxpool2d_forward_across(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), size, stride, H, W, P, Q)
-    elif size == 3 and stride == 2 and H * W < FLOAT_EXACT_INTS:
+    if size == 3 and stride == 2 and H * W < FLOAT_EXACT_INTS:
         _maxpool2d_forward_3x3s2(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), H, W, P, Q)
     elif stride == 2 and H * W < FLOAT_EXACT_INTS:
         _maxpool2d_forward_stride2(y.reshape(-1), argmax.reshape(-1), x.reshape(-1), size, H, W, P, Q)

@@ -29,7 +29,7 @@ the stride-2 max-pool, in the manner of C intrinsics.
     vtranspose16(src, i, sp, dst, o, dp)
                                 :  dst[o + t*dp + r] = src[i + r*sp + t] for r, t < 16: a 16 x 16
                                    block copied transposed (16 loads, 64 two-vector shuffles, 16
-                                   stores); into an int32 dst, converted as by vstore
+                                   stores)
     prefetch(arr, i)            :  ask the caches for the line holding arr[i] (a hint: no fault,
                                    no effect on results)
 A `float32x16` is an LLVM <16 x float>: one AVX-512 register (two AVX2 registers, four SSE ones:
@@ -374,8 +374,7 @@ def _transpose_stage(builder, rows, h):
 
 @intrinsic
 def vtranspose16(typingctx, src, index, src_pitch, dst, dst_index, dst_pitch):
-    as_int = isinstance(dst, types.Array) and dst.ndim == 1 and dst.dtype == types.int32
-    if not (_is_float32_vector_array(src) and (_is_float32_vector_array(dst) or as_int)
+    if not (_is_float32_vector_array(src) and _is_float32_vector_array(dst)
             and all(isinstance(t, types.Integer) for t in (index, src_pitch, dst_index, dst_pitch))):
         return None
 
@@ -394,8 +393,7 @@ def vtranspose16(typingctx, src, index, src_pitch, dst, dst_index, dst_pitch):
             rows = _transpose_stage(builder, rows, h)
         for t in range(LANES):
             at = builder.add(dst_start, builder.mul(dst_step, ir.Constant(dst_step.type, t)))
-            pointer = _lanes_at(context, builder, dst_type, dst_arr, at, types.intp, _INDICES if as_int else _VECTOR)
-            builder.store(builder.fptosi(rows[t], _INDICES) if as_int else rows[t], pointer, align=4)
+            builder.store(rows[t], _lanes_at(context, builder, dst_type, dst_arr, at, types.intp), align=4)
         return context.get_dummy_value()
 
     return types.none(src, index, src_pitch, dst, dst_index, dst_pitch), codegen
