@@ -1,6 +1,6 @@
 """The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
 16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
-lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison, the reciprocal square root estimate's bound."""
+lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison, the reciprocal square root estimate's bound, 16 x 16 transposes at any pitch."""
 
 import numpy as np
 from numba import njit
@@ -24,6 +24,7 @@ from refnet.kernels.cpu.simd import (
     vsplat,
     vstore,
     vstore_masked,
+    vtranspose16,
     vwins,
     vzero,
 )
@@ -117,3 +118,19 @@ def test_rsqrt_estimate_within_its_bound(rng):
     _rsqrt_estimates(out, x)
     relative = np.abs(out * np.sqrt(x.astype(np.float64)) - 1.0)
     assert relative.max() <= 1.5 * 2.0**-12
+
+
+@njit(cache=True)
+def _transpose(src, at, pitch, dst, dst_at, dst_pitch):
+    vtranspose16(src, at, pitch, dst, dst_at, dst_pitch)
+
+
+def test_transpose16_at_odd_pitches(rng):
+    src = rng.standard_normal(40 * 25).astype(np.float32)
+    at, pitch, dst_at, dst_pitch = 7, 25, 3, 19
+    want = src[at : at + 16 * pitch].reshape(16, pitch)[:, :16].T  # want[t, r] = src[at + r*pitch + t]
+    dst = np.full(dst_at + 16 * dst_pitch, np.nan, np.float32)
+    _transpose(src, at, pitch, dst, dst_at, dst_pitch)
+    rows = dst[dst_at : dst_at + 16 * dst_pitch].reshape(16, dst_pitch)
+    np.testing.assert_array_equal(rows[:, :16], want)
+    assert np.isnan(rows[:, 16:]).all() and np.isnan(dst[:dst_at]).all()  # nothing else written
