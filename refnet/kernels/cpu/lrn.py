@@ -90,7 +90,7 @@ def _power_and_reciprocal(s):
     return vmul(r2, _rsqrt(r)), r2
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _times_pow_minus_beta(out_row, a_row, scale_row, beta, estimated):
     """out_row[i] = a_row[i] * scale_row[i]^(-beta), all rows of one length; beta = 0.75 where
     `estimated`. The test sits outside the loops so that each loop stays branch-free."""
