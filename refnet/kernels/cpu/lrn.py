@@ -93,7 +93,9 @@ def _power_and_reciprocal(s):
 @njit(cache=True, nogil=True)
 def _times_pow_minus_beta(out_row, a_row, scale_row, beta, estimated):
     """out_row[i] = a_row[i] * scale_row[i]^(-beta), all rows of one length; beta = 0.75 where
-    `estimated`. The test sits outside the loops so that each loop stays branch-free."""
+    `estimated`. The test sits outside the loops so that each loop stays branch-free. A function
+    of its own, not inlined: the forward calls it from two places, and an inlined copy of the
+    estimate at each cost a second or more of compiling."""
     n = out_row.size
     if estimated:
         whole = n // LANES * LANES
