@@ -1,5 +1,5 @@
-"""Sixteen float32 lanes as one value in @njit code: the vocabulary of the GEMM micro-kernel and of
-the stride-2 max-pool, in the manner of C intrinsics.
+"""Sixteen float32 lanes as one value in @njit code: the vocabulary of the GEMM micro-kernel, the
+stride-2 max-pool and LRN's power, in the manner of C intrinsics.
 
     vzero()                     -> (0, ..., 0)
     vsplat(x)                   -> (x, ..., x)                          x a float32
