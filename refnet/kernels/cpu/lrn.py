@@ -164,9 +164,15 @@ def _scale_of_rows(s_row, xs, c0, c1, HW, alpha, k):
 
 
 @njit(inline="always")
+def _has_run(C, size):
+    """Whether there is a run of whole five-channel windows (channels 2 .. C-3)."""
+    return size == 5 and C >= 5
+
+
+@njit(inline="always")
 def _row_by_row(c, C, size):
     """Whether channel c goes row by row (not in the run of whole five-channel windows)."""
-    return size != 5 or C < 5 or c < 2 or c >= C - 2
+    return not _has_run(C, size) or c < 2 or c >= C - 2
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -181,7 +187,7 @@ def _lrn_forward_images(y, scale, x, HW, size, alpha, beta, k, estimated):
                 row = slice(c * HW, (c + 1) * HW)
                 _scale_of_rows(ss[row], xs, max(0, c - half), min(C - 1, c + half), HW, alpha, k)
                 _times_pow_minus_beta(ys[row], xs[row], ss[row], beta, estimated)
-        if not _row_by_row(2, C, size):
+        if _has_run(C, size):
             for lo in range(2 * HW, (C - 2) * HW, CHUNK):
                 hi = min(lo + CHUNK, (C - 2) * HW)
                 _scale_of_five(ss[lo:hi], xs[lo - 2 * HW : hi - 2 * HW], xs[lo - HW : hi - HW], xs[lo:hi],
@@ -214,7 +220,7 @@ def _lrn_backward_images(dx, x, y, scale, dy, HW, size, alpha, beta, k, estimate
                 dx_row, x_row = dxs[c * HW : (c + 1) * HW], xs[c * HW : (c + 1) * HW]
                 for i in range(HW):
                     dx_row[i] -= two_alpha_beta * x_row[i] * window_sum[i]
-        if not _row_by_row(2, C, size):
+        if _has_run(C, size):
             for lo in range(2 * HW, (C - 2) * HW, CHUNK):
                 hi = min(lo + CHUNK, (C - 2) * HW)
                 r0, r1, r2 = ratio[lo - 2 * HW : hi - 2 * HW], ratio[lo - HW : hi - HW], ratio[lo:hi]
