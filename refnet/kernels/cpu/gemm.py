@@ -22,14 +22,16 @@ Two kernels with the same contract:
     per K index, NR/16 vector loads of b and MR broadcasts of a feed the FMAs. c is loaded and
     stored once per K slice, never inside the K loop. MR, NR, KC, MB, NB come from `machine.py`.
   * A block of MB x NB of c walks K slice by slice; its op(b) slice (KC x NB) is packed into L2,
-    and each NR-column panel of it stays in L1 while every MR-row panel of op(a) passes.
+    and each NR-column panel of it stays in L1 while every MR-row panel of op(a) passes; where
+    op(b)'s rows are runs of b, each tile first asks the caches for a few rows of the next slice.
     When K is one slice (the FC weight gradients: K = the batch) each tile of c is stored once,
     to memory, after only K steps: the block then goes row group by row group instead, each
     MR-row panel of op(a) in L1 while the NR-column panels pass, so that c is written along its
     rows (sequential streams the hardware prefetcher follows, where going down a column of tiles
     each store missed on its own: bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient").
-  Each element of c belongs to one block, so one thread writes it, always summing in the same
-  order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
+  Blocks go to the threads one at a time, as each comes free (tasks.py: a thread slowed by other
+  work no longer holds up the call with a fixed share). Each element of c belongs to one block,
+  so one thread writes it, always summing in the same order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
 
 - `gemm_rows_a`, the packed GEMM's micro-kernel with op(a) = a read in place, MR rows at a time
@@ -56,7 +58,8 @@ import numpy as np
 from numba import njit, prange
 
 from .machine import BLOCKING
-from .simd import LANES, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16, vzero
+from .tasks import claim
+from .simd import LANES, prefetch, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16, vzero
 
 # Micro tile of c in registers, K slice, block of c per parallel task: chosen for this CPU.
 MR = BLOCKING["MR"]
@@ -371,6 +374,17 @@ def _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, beta, edge)
                  ap, a_slice + g * KC * MR, bp, h * KC * NR, kc, alpha, beta, edge)
 
 
+@njit(fastmath=True, cache=True, nogil=True, inline="always")
+def _prefetch_next_slice_rows(b, sb_p, p_next, kc_next, share, shares, j):
+    """Ask for this tile's share of the next K slice's rows of op(b) (rows share*kc_next//shares ..
+    (share+1)*kc_next//shares of the kc_next from p_next), the NR columns from j: when b's rows are
+    runs of memory, so that the next slice's packing reads them from the caches."""
+    for p in range(share * kc_next // shares, (share + 1) * kc_next // shares):
+        at = (p_next + p) * sb_p + j
+        prefetch(b, at)
+        prefetch(b, at + NR - 1)
+
+
 @njit(fastmath=True, cache=True, nogil=True)
 def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge):
     """Rows i0 .. i0+mb (a whole number of MR groups unless it ends at M), columns j0 .. j0+nb of c,
@@ -392,8 +406,15 @@ def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, 
                 for h in range(panels):
                     _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
         else:
+            # The next slice of op(b), when its rows are runs of b (the FC data gradient's W), is
+            # fetched a few rows per tile while this one is multiplied: packed cold, one 512-byte
+            # run per row of b, the copy waited on memory (13% of fc7's data gradient).
+            kc_next = min(KC, K - p0 - KC) if sb_j == 1 else 0
             for h in range(panels):
                 for g in range(first_group, end_group):
+                    if kc_next > 0:
+                        _prefetch_next_slice_rows(b, sb_p, p0 + KC, kc_next, g - first_group, end_group - first_group,
+                                                  j0 + h * NR)
                     _block_tile(c, ldc, M, ap, a_slice, bp, g, j0, h, nb, kc, alpha, slice_beta, edge)
 
 
@@ -416,13 +437,37 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
     while m_blocks * ((N + nb_size - 1) // nb_size) < MIN_TASKS and nb_size > 2 * NR:
         nb_size //= 2
     n_blocks = (N + nb_size - 1) // nb_size
-    for t in prange(m_blocks * n_blocks):
-        i0 = (t // n_blocks) * MB
-        j0 = (t % n_blocks) * nb_size
-        bp = np.empty(NB * KC, dtype=np.float32)
-        edge = np.empty(MR * NR, dtype=np.float32)
-        _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha, beta,
-                      bp, edge)
+    blocks = m_blocks * n_blocks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(blocks):
+        t = claim(counter)
+        if t < blocks:
+            bp = np.empty(NB * KC, dtype=np.float32)
+            edge = np.empty(MR * NR, dtype=np.float32)
+            while t < blocks:
+                i0 = (t // n_blocks) * MB
+                j0 = (t % n_blocks) * nb_size
+                _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha,
+                              beta, bp, edge)
+                t = claim(counter)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _rows_block(c, ldc, a, lda, tail, whole_groups, bp, slice_size, M, N, K, first_group, end_group, alpha, beta, edge):
+    """Row groups first_group .. end_group-1 of `gemm_rows_a`'s c, the whole K: the K slices in turn,
+    each row group's tiles along c's rows (the last group's rows from `tail` when M is not a whole
+    number of MR)."""
+    panels = (N + NR - 1) // NR
+    for s in range((K + KC - 1) // KC):
+        kc = min(KC, K - s * KC)
+        # beta applies once, on the first K slice; later slices add to what is there.
+        slice_beta = beta if s == 0 else np.float32(1.0)
+        for g in range(first_group, end_group):
+            rows = min(MR, M - g * MR)
+            src, a0, pitch = (a, g * MR * lda + s * KC, lda) if g < whole_groups else (tail, s * KC, K)
+            for h in range(panels):
+                _rows_tile(c, g * MR * ldc + h * NR, ldc, rows, min(NR, N - h * NR), src, a0, pitch, bp,
+                           s * slice_size + h * KC * NR, kc, alpha, slice_beta, edge)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -435,8 +480,8 @@ def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
     would copy, transposed, into panels: the FC forward as y^T = W x^T (with W as op(b) of
     y = x W^T, that copy read all of W from memory and wrote it again, a third of the time at
     batch 32, bench/results/cpu-amd-epyc-zen3.md). Here W is read once, by the FMAs' operand
-    loads, while they run. Blocks of MB rows of c are shared out over the threads; each sums the
-    K slices in turn, the same order as `gemm_strided`, so results do not depend on the threads."""
+    loads, while they run. Blocks of MB rows of c are handed out to the threads as each comes free
+    (tasks.py); each sums the K slices in turn, the same order as `gemm_strided`, so results do not depend on the threads."""
     panels = (N + NR - 1) // NR
     slices = (K + KC - 1) // KC
     slice_size = panels * KC * NR
@@ -453,18 +498,16 @@ def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
             tail[i * K + p] = a[(whole_groups * MR + i) * lda + p]
     groups = (M + MR - 1) // MR
     block_groups = MB // MR
-    for t in prange((groups + block_groups - 1) // block_groups):
-        edge = np.empty(MR * NR, dtype=np.float32)
-        for s in range(slices):
-            kc = min(KC, K - s * KC)
-            # beta applies once, on the first K slice; later slices add to what is there.
-            slice_beta = beta if s == 0 else np.float32(1.0)
-            for g in range(t * block_groups, min(groups, (t + 1) * block_groups)):
-                rows = min(MR, M - g * MR)
-                src, a0, pitch = (a, g * MR * lda + s * KC, lda) if g < whole_groups else (tail, s * KC, K)
-                for h in range(panels):
-                    _rows_tile(c, g * MR * ldc + h * NR, ldc, rows, min(NR, N - h * NR), src, a0, pitch, bp,
-                               s * slice_size + h * KC * NR, kc, alpha, slice_beta, edge)
+    blocks = (groups + block_groups - 1) // block_groups
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(blocks):
+        t = claim(counter)
+        if t < blocks:
+            edge = np.empty(MR * NR, dtype=np.float32)
+            while t < blocks:
+                _rows_block(c, ldc, a, lda, tail, whole_groups, bp, slice_size, M, N, K, t * block_groups,
+                            min(groups, (t + 1) * block_groups), alpha, beta, edge)
+                t = claim(counter)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
