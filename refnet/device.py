@@ -4,9 +4,13 @@ Real Numba device arrays expose `__cuda_array_interface__`; the CUDA simulator's
 does not (and `numba.cuda.is_cuda_array` does not exist there), so both are recognised here.
 """
 
+import numpy as np
+
 
 def is_device_array(x) -> bool:
     """True for a Numba CUDA device array (real GPU or the CUDA simulator's stand-in)."""
+    if type(x) is np.ndarray:  # the CPU path's answer without an attribute lookup that fails
+        return False
     if hasattr(x, "__cuda_array_interface__"):
         return True
     return type(x).__name__ == "FakeCUDAArray"

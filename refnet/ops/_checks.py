@@ -4,6 +4,8 @@ Every failure is a ValueError that names the argument, what was expected and wha
 The checks work on numpy arrays and on Numba CUDA device arrays (real or simulated) alike.
 """
 
+import math
+
 import numpy as np
 
 from ..device import is_device_array
@@ -29,11 +31,11 @@ def check_array(name, x, *, ndim=None, dtype=np.float32, shape=None):
     """
     if not (isinstance(x, np.ndarray) or is_device_array(x)):
         raise ValueError(f"{name}: expected a numpy or CUDA device array, got {type(x).__name__}")
-    if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
+    if dtype is not None and x.dtype != dtype and np.dtype(x.dtype) != np.dtype(dtype):
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype).name}, got {np.dtype(x.dtype).name}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {x.ndim}-D with shape {tuple(x.shape)}")
-    if shape is not None:
+    if shape is not None and x.shape != shape:
         if len(shape) != x.ndim or any(want is not None and want != got for want, got in zip(shape, x.shape)):
             want = tuple("*" if s is None else s for s in shape)
             raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
@@ -44,6 +46,8 @@ def check_array(name, x, *, ndim=None, dtype=np.float32, shape=None):
 
 def check_same_backend(**arrays):
     """All given arrays (None entries ignored) must live on the same backend (numpy or CUDA)."""
+    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
+        return "cpu"
     kinds = {name: ("cuda" if is_device_array(a) else "cpu") for name, a in arrays.items() if a is not None}
     if len(set(kinds.values())) > 1:
         desc = ", ".join(f"{n}={k}" for n, k in kinds.items())
@@ -64,7 +68,7 @@ def check_finite_float(name, value, *, minimum=None, maximum=None, open_max=Fals
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected a number, got {value!r}") from None
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and v < minimum:
         raise ValueError(f"{name}: expected >= {minimum}, got {v}")

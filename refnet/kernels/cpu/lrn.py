@@ -28,6 +28,8 @@ float32's normal range, calls pow. The *_reference kernels are the formula as pl
 pow throughout; the fast ones are tested against them.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -70,9 +72,11 @@ def lrn_backward_reference(dx, x, y, scale, dy, size, alpha, beta, k):
 _SMALLEST_NORMAL = np.float32(2.0 ** -126)
 
 
+@functools.lru_cache(maxsize=64)
 def _estimates_power(beta, k):
-    """Whether the fast kernels take scale^(-beta) from the square-root estimate (see the module doc)."""
-    return beta == np.float32(0.75) and k >= _SMALLEST_NORMAL
+    """Whether the fast kernels take scale^(-beta) from the square-root estimate (see the module doc),
+    for beta and k as float32. Remembered per (beta, k): a call's fixed cost counts at 67 px."""
+    return bool(np.float32(beta) == np.float32(0.75) and np.float32(k) >= _SMALLEST_NORMAL)
 
 
 @njit(inline="always")
@@ -242,7 +246,7 @@ def lrn_forward(y, scale, x, size, alpha, beta, k):
         np.float32(alpha),
         np.float32(beta),
         np.float32(k),
-        _estimates_power(np.float32(beta), np.float32(k)),
+        _estimates_power(beta, k),
     )
 
 
@@ -261,5 +265,5 @@ def lrn_backward(dx, x, y, scale, dy, size, alpha, beta, k):
         np.float32(alpha),
         np.float32(beta),
         np.float32(k),
-        _estimates_power(np.float32(beta), np.float32(k)),
+        _estimates_power(beta, k),
     )
