@@ -60,7 +60,8 @@ def test_packed_kernel_matches_naive_on_ragged_shapes(rng, M, N, K, trans_a, tra
 @pytest.mark.parametrize("beta", [0.0, -0.5])
 def test_one_k_slice_matches_float64_reference(rng, K, beta, trans_a, trans_b):
     # K up to one slice (the FC weight gradients: K = the batch) takes the packed block's other
-    # order, row group by row group along c's rows; KC + 1 is the first K that does not. 263 x 300
+    # order, row group by row group along c's rows, from op(b) packed once for all the blocks;
+    # KC + 1 is the first K that does not. 263 x 300
     # crosses the row and column blocks (MB 256 or 128, NB 256 or 128) and no tile divides it.
     M, N = 263, 300
     a, b = operands(rng, M, N, K, trans_a, trans_b)

@@ -83,6 +83,8 @@ DOT_KC = 512
 # gemm_serial and its packing helpers (bench/results/demo.md: about 9 s of compiling saved; the
 # GEMMs' speed measured the same).
 UNIT_STRIDE = np.int64(1)
+# False as a numpy bool for the same reason: a literal False made a second copy of _packed_block.
+NOT_PACKED = np.bool_(False)
 
 
 @njit(cache=True, nogil=True)
@@ -386,18 +388,20 @@ def _prefetch_next_slice_rows(b, sb_p, p_next, kc_next, share, shares, j):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge):
+def _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, mb, j0, nb, alpha, beta, bp, edge, b_packed):
     """Rows i0 .. i0+mb (a whole number of MR groups unless it ends at M), columns j0 .. j0+nb of c,
     the whole K: for each K slice, the slice of op(b) is packed into bp (it stays in L2), then each
     panel of NR columns (in L1) meets every row group's panel of op(a); or, when K is one slice,
-    each row group's panel of op(a) (in L1) meets every panel of NR columns, along c's rows."""
+    each row group's panel of op(a) (in L1) meets every panel of NR columns, along c's rows.
+    b_packed: K is one slice and bp already holds the block's panels (packed once for all blocks)."""
     groups = (M + MR - 1) // MR
     panels = (nb + NR - 1) // NR
     first_group, end_group = i0 // MR, (i0 + mb + MR - 1) // MR
     for s in range((K + KC - 1) // KC):
         p0 = s * KC
         kc = min(KC, K - p0)
-        _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nb)
+        if not b_packed:
+            _pack_b(bp, b, sb_p, sb_j, p0, kc, j0, nb)
         # beta applies once, on the first K slice; later slices add to what is there.
         slice_beta = beta if s == 0 else np.float32(1.0)
         a_slice = s * groups * KC * MR
@@ -437,18 +441,26 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
     while m_blocks * ((N + nb_size - 1) // nb_size) < MIN_TASKS and nb_size > 2 * NR:
         nb_size //= 2
     n_blocks = (N + nb_size - 1) // nb_size
+    # When K is one slice (the FC weight gradients, K = the batch) op(b) is small: packed once, on
+    # this thread, for all the blocks, instead of by each block of each row of blocks (fc7's x was
+    # copied 32 times, 64 MB in all).
+    b_packed = K <= KC and m_blocks > 1
+    bq = np.empty(((N + NR - 1) // NR) * KC * NR if b_packed else 0, dtype=np.float32)
+    if b_packed:
+        _pack_b(bq, b, sb_p, sb_j, 0, K, 0, N)
     blocks = m_blocks * n_blocks
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(blocks):
         t = claim(counter)
         if t < blocks:
-            bp = np.empty(NB * KC, dtype=np.float32)
+            bp = np.empty(0 if b_packed else NB * KC, dtype=np.float32)
             edge = np.empty(MR * NR, dtype=np.float32)
             while t < blocks:
                 i0 = (t // n_blocks) * MB
                 j0 = (t % n_blocks) * nb_size
+                block_b = bq[(j0 // NR) * KC * NR :] if b_packed else bp
                 _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha,
-                              beta, bp, edge)
+                              beta, block_b, edge, b_packed)
                 t = claim(counter)
 
 
@@ -525,7 +537,7 @@ def gemm_serial(c, ldc, a, sa_i, sa_p, b, sb_p, sb_j, M, N, K, alpha, beta):
     for i0 in range(0, M, MB):
         for j0 in range(0, N, NB):
             _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(NB, N - j0), alpha, beta,
-                          bp, edge)
+                          bp, edge, NOT_PACKED)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
