@@ -24,11 +24,12 @@ Two kernels with the same contract:
   * A block of MB x NB of c walks K slice by slice; its op(b) slice (KC x NB) is packed into L2,
     and each NR-column panel of it stays in L1 while every MR-row panel of op(a) passes; where
     op(b)'s rows are runs of b, each tile first asks the caches for a few rows of the next slice.
-    When K is one slice (the FC weight gradients: K = the batch) each tile of c is stored once,
-    to memory, after only K steps: the block then goes row group by row group instead, each
-    MR-row panel of op(a) in L1 while the NR-column panels pass, so that c is written along its
-    rows (sequential streams the hardware prefetcher follows, where going down a column of tiles
-    each store missed on its own: bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient").
+    When K is one slice (the FC weight gradients: K = the batch) op(b) is small and packed once,
+    up front, for all the blocks, and each tile of c is stored once, to memory, after only K
+    steps: the block then goes row group by row group instead, each MR-row panel of op(a) in L1
+    while the NR-column panels pass, so that c is written along its rows (sequential streams the
+    hardware prefetcher follows, where going down a column of tiles each store missed on its own:
+    bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient").
   Blocks go to the threads one at a time, as each comes free (tasks.py: a thread slowed by other
   work no longer holds up the call with a fixed share). Each element of c belongs to one block,
   so one thread writes it, always summing in the same order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
