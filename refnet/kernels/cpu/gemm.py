@@ -30,9 +30,8 @@ Two kernels with the same contract:
     while the NR-column panels pass, so that c is written along its rows (sequential streams the
     hardware prefetcher follows, where going down a column of tiles each store missed on its own:
     bench/results/cpu-amd-epyc-zen3.md, "FC weight gradient").
-  Blocks go to the threads one at a time, as each comes free (tasks.py: a thread slowed by other
-  work no longer holds up the call with a fixed share). Each element of c belongs to one block,
-  so one thread writes it, always summing in the same order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
+  Each element of c belongs to one block, so one thread writes it, always summing in the same
+  order (K slices in turn, K indices in turn within a slice): results are bit-identical run to run
   and do not depend on the number of threads.
 
 - `gemm_rows_a`, the packed GEMM's micro-kernel with op(a) = a read in place, MR rows at a time
@@ -59,8 +58,8 @@ import numpy as np
 from numba import njit, prange
 
 from .machine import BLOCKING
-from .tasks import claim
-from .simd import LANES, prefetch, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16, vzero
+from .simd import (LANES, prefetch, vbroadcast, vfirst, vfma, vload, vload_masked, vmul, vsplat, vstore, vtranspose16,
+                   vzero)
 
 # Micro tile of c in registers, K slice, block of c per parallel task: chosen for this CPU.
 MR = BLOCKING["MR"]
@@ -449,38 +448,13 @@ def gemm_strided(c, ldc, a, lda, trans_a, b, ldb, trans_b, M, N, K, alpha, beta)
     bq = np.empty(((N + NR - 1) // NR) * KC * NR if b_packed else 0, dtype=np.float32)
     if b_packed:
         _pack_b(bq, b, sb_p, sb_j, 0, K, 0, N)
-    blocks = m_blocks * n_blocks
-    counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(blocks):
-        t = claim(counter)
-        if t < blocks:
-            bp = np.empty(0 if b_packed else NB * KC, dtype=np.float32)
-            edge = np.empty(MR * NR, dtype=np.float32)
-            while t < blocks:
-                i0 = (t // n_blocks) * MB
-                j0 = (t % n_blocks) * nb_size
-                block_b = bq[(j0 // NR) * KC * NR :] if b_packed else bp
-                _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha,
-                              beta, block_b, edge, b_packed)
-                t = claim(counter)
-
-
-@njit(fastmath=True, cache=True, nogil=True)
-def _rows_block(c, ldc, a, lda, tail, whole_groups, bp, slice_size, M, N, K, first_group, end_group, alpha, beta, edge):
-    """Row groups first_group .. end_group-1 of `gemm_rows_a`'s c, the whole K: the K slices in turn,
-    each row group's tiles along c's rows (the last group's rows from `tail` when M is not a whole
-    number of MR)."""
-    panels = (N + NR - 1) // NR
-    for s in range((K + KC - 1) // KC):
-        kc = min(KC, K - s * KC)
-        # beta applies once, on the first K slice; later slices add to what is there.
-        slice_beta = beta if s == 0 else np.float32(1.0)
-        for g in range(first_group, end_group):
-            rows = min(MR, M - g * MR)
-            src, a0, pitch = (a, g * MR * lda + s * KC, lda) if g < whole_groups else (tail, s * KC, K)
-            for h in range(panels):
-                _rows_tile(c, g * MR * ldc + h * NR, ldc, rows, min(NR, N - h * NR), src, a0, pitch, bp,
-                           s * slice_size + h * KC * NR, kc, alpha, slice_beta, edge)
+    for t in prange(m_blocks * n_blocks):
+        i0 = (t // n_blocks) * MB
+        j0 = (t % n_blocks) * nb_size
+        bp = bq[(j0 // NR) * KC * NR :] if b_packed else np.empty(NB * KC, dtype=np.float32)
+        edge = np.empty(MR * NR, dtype=np.float32)
+        _packed_block(c, ldc, ap, M, K, b, sb_p, sb_j, i0, min(MB, M - i0), j0, min(nb_size, N - j0), alpha, beta,
+                      bp, edge, b_packed)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -493,8 +467,8 @@ def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
     would copy, transposed, into panels: the FC forward as y^T = W x^T (with W as op(b) of
     y = x W^T, that copy read all of W from memory and wrote it again, a third of the time at
     batch 32, bench/results/cpu-amd-epyc-zen3.md). Here W is read once, by the FMAs' operand
-    loads, while they run. Blocks of MB rows of c are handed out to the threads as each comes free
-    (tasks.py); each sums the K slices in turn, the same order as `gemm_strided`, so results do not depend on the threads."""
+    loads, while they run. Blocks of MB rows of c are shared out over the threads; each sums the
+    K slices in turn, the same order as `gemm_strided`, so results do not depend on the threads."""
     panels = (N + NR - 1) // NR
     slices = (K + KC - 1) // KC
     slice_size = panels * KC * NR
@@ -511,16 +485,18 @@ def gemm_rows_a(c, ldc, a, lda, b, sb_p, sb_j, M, N, K, alpha, beta):
             tail[i * K + p] = a[(whole_groups * MR + i) * lda + p]
     groups = (M + MR - 1) // MR
     block_groups = MB // MR
-    blocks = (groups + block_groups - 1) // block_groups
-    counter = np.zeros(1, dtype=np.int64)
-    for _ in prange(blocks):
-        t = claim(counter)
-        if t < blocks:
-            edge = np.empty(MR * NR, dtype=np.float32)
-            while t < blocks:
-                _rows_block(c, ldc, a, lda, tail, whole_groups, bp, slice_size, M, N, K, t * block_groups,
-                            min(groups, (t + 1) * block_groups), alpha, beta, edge)
-                t = claim(counter)
+    for t in prange((groups + block_groups - 1) // block_groups):
+        edge = np.empty(MR * NR, dtype=np.float32)
+        for s in range(slices):
+            kc = min(KC, K - s * KC)
+            # beta applies once, on the first K slice; later slices add to what is there.
+            slice_beta = beta if s == 0 else np.float32(1.0)
+            for g in range(t * block_groups, min(groups, (t + 1) * block_groups)):
+                rows = min(MR, M - g * MR)
+                src, a0, pitch = (a, g * MR * lda + s * KC, lda) if g < whole_groups else (tail, s * KC, K)
+                for h in range(panels):
+                    _rows_tile(c, g * MR * ldc + h * NR, ldc, rows, min(NR, N - h * NR), src, a0, pitch, bp,
+                               s * slice_size + h * KC * NR, kc, alpha, slice_beta, edge)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
