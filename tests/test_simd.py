@@ -1,6 +1,7 @@
 """The vector vocabulary of simd.py against numpy: arithmetic at offsets that are not multiples of
 16 lanes (loads and stores assume 4-byte alignment only), masked loads and stores that touch no
-lane outside their mask, stores into int32 arrays, every-other-lane shuffles, and max-pooling's NaN-aware comparison, the reciprocal square root estimate's bound, 16 x 16 transposes at any pitch."""
+lane outside their mask, stores into int32 arrays, every-other-lane shuffles, max-pooling's NaN-aware
+comparison, the reciprocal square root estimate's bound, and 16 x 16 transposes at any pitch."""
 
 import numpy as np
 from numba import njit

@@ -31,7 +31,7 @@ def check_array(name, x, *, ndim=None, dtype=np.float32, shape=None):
     """
     if not (isinstance(x, np.ndarray) or is_device_array(x)):
         raise ValueError(f"{name}: expected a numpy or CUDA device array, got {type(x).__name__}")
-    if dtype is not None and x.dtype != dtype and np.dtype(x.dtype) != np.dtype(dtype):
+    if dtype is not None and x.dtype != dtype:
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype).name}, got {np.dtype(x.dtype).name}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {x.ndim}-D with shape {tuple(x.shape)}")

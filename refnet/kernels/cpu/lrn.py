@@ -22,9 +22,10 @@ r = scale^(-1/2) and u = r^(-1/2) = scale^(1/4), each from the hardware's recipr
 estimate and one Newton step on the FMA units, and scale^(-3/4) = r^2 u (1 / scale = r^2 in the
 backward): a relative error of at most 4.0e-7 measured on norm1's and norm2's activations
 (the exact form's 2.1e-7; the tests hold it to 5e-7 over scales 2^-126 .. 2^126; beyond 2^126,
-r^2 leaves float32's normal range and the result degrades, and a scale of inf gives NaN). The estimate's bits differ between CPU vendors, so these results do too
-(README: a run resumed on another CPU model continues, not bit for bit). Any other beta, or k below
-float32's normal range, calls pow. The *_reference kernels are the formula as plain loops, with
+r^2 leaves float32's normal range and the result degrades, and a scale of inf gives NaN). The
+estimate's bits differ between CPU vendors, so these results do too (README: a run resumed on
+another CPU model continues, not bit for bit). Any other beta, or k below float32's normal range,
+calls pow. The *_reference kernels are the formula as plain loops, with
 pow throughout; the fast ones are tested against them.
 """
 
